@@ -1,0 +1,100 @@
+//! Message content and client idempotency keys.
+
+/// Maximum content length, in Unicode scalar values.
+pub const MAX_CONTENT_CHARS: usize = 4096;
+/// Maximum length of a `clientMessageId`, in characters.
+pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 128;
+
+/// Message text: 1 to 4096 characters (not bytes), not only whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageContent(String);
+
+/// Why content was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidContent {
+    /// Empty or only whitespace.
+    #[error("content must not be empty")]
+    Empty,
+    /// Longer than [`MAX_CONTENT_CHARS`].
+    #[error("content must be at most {MAX_CONTENT_CHARS} characters, got {0}")]
+    TooLong(usize),
+}
+
+impl MessageContent {
+    /// Checks length in characters; the text is kept as sent.
+    pub fn parse(raw: String) -> Result<Self, InvalidContent> {
+        if raw.trim().is_empty() {
+            return Err(InvalidContent::Empty);
+        }
+        let chars = raw.chars().count();
+        if chars > MAX_CONTENT_CHARS {
+            return Err(InvalidContent::TooLong(chars));
+        }
+        Ok(MessageContent(raw))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A sender's idempotency key: 1 to 128 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMessageId(String);
+
+impl ClientMessageId {
+    /// Accepts 1 to [`MAX_CLIENT_MESSAGE_ID_CHARS`] characters.
+    pub fn parse(raw: String) -> Result<Self, String> {
+        let n = raw.chars().count();
+        if n == 0 || n > MAX_CLIENT_MESSAGE_ID_CHARS {
+            return Err(format!(
+                "clientMessageId must be 1 to {MAX_CLIENT_MESSAGE_ID_CHARS} characters"
+            ));
+        }
+        Ok(ClientMessageId(raw))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_is_counted_in_characters() {
+        assert!(MessageContent::parse("é".repeat(4096)).is_ok());
+        assert_eq!(
+            MessageContent::parse("é".repeat(4097)),
+            Err(InvalidContent::TooLong(4097))
+        );
+    }
+
+    #[test]
+    fn empty_and_blank_content_is_rejected() {
+        assert_eq!(
+            MessageContent::parse(String::new()),
+            Err(InvalidContent::Empty)
+        );
+        assert_eq!(
+            MessageContent::parse(" \n\t".into()),
+            Err(InvalidContent::Empty)
+        );
+    }
+
+    #[test]
+    fn client_message_id_is_bounded() {
+        assert!(ClientMessageId::parse("a".into()).is_ok());
+        assert!(ClientMessageId::parse(String::new()).is_err());
+        assert!(ClientMessageId::parse("x".repeat(129)).is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Messages: send, list (newest first), delivered/read watermarks, typing.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use missive_protocol::{
+    Message, MessageStatus, SendMessageRequest, StatusRequest, StatusResponse, TypingRequest,
+};
+use serde::Deserialize;
+
+use super::auth::{Caller, Claim};
+use super::chats::IdentityParams;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, parse_id};
+use super::pagination::{link_headers, next_url, parse_limit, parse_offset};
+use crate::service::{Draft, Recipient, SendError};
+use crate::state::AppState;
+use crate::store::{MessageCursor, MessageQuery};
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/message", post(send_message))
+        .route("/messages", post(send_message))
+        .route("/chats/{chat_id}/messages", get(list_messages))
+        .route("/chats/{chat_id}/status", post(mark_status))
+        .route("/chats/{chat_id}/typing", post(typing))
+}
+
+/// POST /message and POST /messages: store a message; 201 after the commit.
+async fn send_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<SendMessageRequest>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let draft = Draft::parse(body.content, body.client_message_id)?;
+    let to = Recipient::parse(body.chat_id, body.receiver.as_deref())?;
+    if let (Some(sender), Recipient::Phone(receiver)) = (&body.sender, &to)
+        && sender.trim() == receiver.as_str()
+    {
+        return Err(SendError::SelfMessage.into());
+    }
+    let me = caller
+        .identify(&state, body.sender.as_deref().map(Claim::Phone))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("a sender (or a bearer token) is required"))?;
+    let message = state.service.send(me, to, draft).await?;
+    Ok((StatusCode::CREATED, Json(message)))
+}
+
+/// Query of `GET /chats/{chatId}/messages`.
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    #[serde(flatten)]
+    identity: IdentityParams,
+    limit: Option<String>,
+    offset: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// GET /chats/{chatId}/messages: a page, newest first, with `Link: rel="next"`.
+async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(chat_id): Path<String>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<(HeaderMap, Json<Vec<Message>>), ApiError> {
+    let chat_id = parse_id("chatId", &chat_id)?;
+    let limit = parse_limit(params.limit.as_deref())?;
+    let offset = parse_offset(params.offset.as_deref())?;
+    let cursor = match (params.before.as_deref(), params.after.as_deref()) {
+        (None, None) => MessageCursor::Newest,
+        (Some(before), None) => MessageCursor::Before(parse_id("before", before)?),
+        (None, Some(after)) => MessageCursor::After(parse_id("after", after)?),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_parameter(
+                "give before or after, not both",
+            ));
+        }
+    };
+    let me = caller.identify(&state, params.identity.claim()).await?;
+    let page = state
+        .service
+        .list_messages(
+            chat_id,
+            me.map(|u| u.id),
+            MessageQuery {
+                limit,
+                offset,
+                cursor,
+            },
+        )
+        .await?;
+    // Older pages continue from the oldest item; `after` pages continue from the newest.
+    let next_cursor = match cursor {
+        MessageCursor::After(_) => page.items.first().map(|m| ("after", m.id)),
+        _ => page.items.last().map(|m| ("before", m.id)),
+    };
+    let next = next_cursor.filter(|_| page.more).map(|(key, id)| {
+        let mut query = vec![
+            ("phoneNumber", params.identity.phone_number.clone()),
+            ("participant", params.identity.participant.clone()),
+            ("limit", Some(limit.to_string())),
+        ];
+        query.push((key, Some(id.to_string())));
+        next_url(&format!("/chats/{chat_id}/messages"), &query)
+    });
+    Ok((link_headers(next), Json(page.items)))
+}
+
+/// POST /chats/{chatId}/status: move the caller's delivered/read watermark.
+async fn mark_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(chat_id): Path<String>,
+    ApiJson(body): ApiJson<StatusRequest>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let chat_id = parse_id("chatId", &chat_id)?;
+    if body.status == MessageStatus::Sent {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "status must be \"delivered\" or \"read\"",
+        ));
+    }
+    let me = caller.require_token(&state).await?;
+    let receipt = state
+        .service
+        .mark_status(chat_id, me.id, body.message_id, body.status)
+        .await?;
+    Ok(Json(StatusResponse {
+        chat_id,
+        message_id: receipt.message_id,
+        status: body.status,
+    }))
+}
+
+/// POST /chats/{chatId}/typing: tell the other participants (never stored).
+async fn typing(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(chat_id): Path<String>,
+    ApiJson(_body): ApiJson<TypingRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let chat_id = parse_id("chatId", &chat_id)?;
+    let me = caller.require_token(&state).await?;
+    state.store.chat(chat_id, Some(me.id)).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::InvalidContent(m) => ApiError::bad_request("invalid_content", m),
+            SendError::InvalidPhoneNumber(m) => ApiError::bad_request("invalid_phone_number", m),
+            SendError::SelfMessage => ApiError::bad_request("invalid_participants", e.to_string()),
+            SendError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
+            SendError::Store(e) => e.into(),
+        }
+    }
+}

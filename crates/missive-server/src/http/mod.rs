@@ -1,0 +1,68 @@
+//! The REST API: one module per resource, each with its own `router()`, and
+//! the cross-cutting pieces (errors, extractors, identity, pagination, the
+//! request log).
+
+pub mod auth;
+pub mod chats;
+pub mod error;
+pub mod extract;
+pub mod messages;
+pub mod ops;
+pub mod pagination;
+pub mod users;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+use self::error::{ApiError, InternalCause};
+use crate::state::AppState;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(users::router())
+        .merge(chats::router())
+        .merge(messages::router())
+        .merge(ops::router())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// One INFO line per request (method, path, status, latency); 5xx causes at ERROR.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(%method, %path, status, latency_ms, cause = %cause, "request failed");
+    } else {
+        tracing::info!(%method, %path, status, latency_ms, "request");
+    }
+    response.into_response()
+}

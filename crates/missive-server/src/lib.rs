@@ -1,0 +1,23 @@
+//! missive: a real-time messaging backend.
+//!
+//! # Layout
+//!
+//! - [`config`]: the typed configuration (environment and flags).
+//! - [`startup`]: builds the [`Application`] from a config and a listener.
+//! - [`domain`]: validated newtypes (phone numbers, message content).
+//! - [`store`]: the [`store::Store`] boundary and its SQLite implementation
+//!   (single writer thread with group commit; a pool of readers).
+//! - [`http`]: the REST API, one module per resource, and its error mapping.
+//! - [`telemetry`]: logging setup.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod service;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use config::{AuthMode, Config, LogFormat};
+pub use startup::{Application, shutdown_signal};

@@ -1,0 +1,222 @@
+//! The storage boundary. The store is the truth: a message is committed here
+//! before anybody is told about it.
+//!
+//! [`Store`] is the trait the HTTP and WebSocket layers use; [`sqlite`] is the
+//! embedded implementation. Models are the wire types of `missive-protocol`
+//! plus the small records below; nothing of the database leaks out.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use missive_protocol::{Chat, Message, MessageStatus, User};
+use uuid::Uuid;
+
+use crate::domain::{ClientMessageId, MessageContent, PhoneNumber};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The phone number is registered already.
+    #[error("phone number already registered")]
+    PhoneTaken,
+    /// A referenced user does not exist.
+    #[error("user not found")]
+    UserNotFound,
+    /// The chat does not exist or the viewer is not a participant.
+    #[error("chat not found")]
+    ChatNotFound,
+    /// The message does not exist in that chat.
+    #[error("message not found")]
+    MessageNotFound,
+    /// A pagination cursor names no item of that list.
+    #[error("unknown pagination cursor")]
+    InvalidCursor,
+    /// The database could not be reached or the commit failed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (a bug or a corrupt database).
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// Result of the storage layer.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user to create, with the hash of their first token.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// The (unique) phone number.
+    pub phone_number: PhoneNumber,
+    /// Optional display name.
+    pub display_name: Option<String>,
+    /// SHA-256 of the first bearer token, hex.
+    pub token_hash: String,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum SendTarget {
+    /// An existing chat the sender is in.
+    Chat(Uuid),
+    /// The 1:1 chat with that user, created on the first message.
+    Direct(Uuid),
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The sender.
+    pub sender: User,
+    /// The chat.
+    pub target: SendTarget,
+    /// The text.
+    pub content: MessageContent,
+    /// The sender's idempotency key.
+    pub client_message_id: Option<ClientMessageId>,
+}
+
+/// A stored message and who must hear about it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The message as stored.
+    pub message: Message,
+    /// `(user, event cursor)` for every participant, sender included.
+    pub events: Vec<(Uuid, i64)>,
+    /// True when this was a repeated send of an earlier message (nothing new stored).
+    pub duplicate: bool,
+}
+
+/// A delivered/read watermark that moved.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// The chat.
+    pub chat_id: Uuid,
+    /// The watermark message.
+    pub message_id: Uuid,
+    /// The status requested.
+    pub status: MessageStatus,
+    /// Phone number of the participant who acknowledged.
+    pub user: String,
+    /// RFC 3339 time.
+    pub at: String,
+    /// `(user, event cursor)` of the other participants notified (empty if nothing moved).
+    pub events: Vec<(Uuid, i64)>,
+}
+
+/// A chat and the ids of its participants.
+#[derive(Debug, Clone)]
+pub struct ChatView {
+    /// The chat as the viewer sees it.
+    pub chat: Chat,
+    /// Participant ids, in the order of `chat.participants`.
+    pub member_ids: Vec<Uuid>,
+}
+
+/// A page of results, newest first, and whether more exist beyond it.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// True when a next page exists.
+    pub more: bool,
+}
+
+/// Which slice of a chat's messages to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageCursor {
+    /// The newest messages.
+    Newest,
+    /// Messages immediately older than this one.
+    Before(Uuid),
+    /// Messages immediately newer than this one (the oldest of them first).
+    After(Uuid),
+}
+
+/// Parameters of a message listing.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageQuery {
+    /// Page size, 1–200.
+    pub limit: u32,
+    /// Items skipped from the start of the slice.
+    pub offset: u32,
+    /// The slice.
+    pub cursor: MessageCursor,
+}
+
+/// Parameters of a chat listing.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatQuery {
+    /// Page size, 1–200.
+    pub limit: u32,
+    /// Items skipped.
+    pub offset: u32,
+    /// Only chats with less recent activity than this one.
+    pub before: Option<Uuid>,
+}
+
+/// The persistence operations of missive.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates a user and their first token; `PhoneTaken` if the number exists.
+    async fn create_user(&self, new: NewUser) -> StoreResult<User>;
+    /// Looks a user up by phone number.
+    async fn user_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<User>>;
+    /// Looks a user up by id.
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>>;
+    /// The user of a live (not revoked) token, by the token's hash.
+    async fn user_by_token(&self, token_hash: &str) -> StoreResult<Option<User>>;
+
+    /// Finds the 1:1 chat of two users or creates it (`true` when created);
+    /// three or more participants always make a new chat.
+    async fn create_chat(
+        &self,
+        participants: Vec<Uuid>,
+        viewer: Option<Uuid>,
+    ) -> StoreResult<(ChatView, bool)>;
+    /// A chat, as `viewer` sees it; `ChatNotFound` if `viewer` is not a participant.
+    async fn chat(&self, chat_id: Uuid, viewer: Option<Uuid>) -> StoreResult<ChatView>;
+    /// The chats of `user`, most recent activity first.
+    async fn list_chats(&self, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>>;
+
+    /// Stores a message (or returns the original of a repeated `clientMessageId`).
+    async fn send_message(&self, new: NewMessage) -> StoreResult<Sent>;
+    /// A page of a chat's messages, newest first. When `viewer` is a participant,
+    /// the returned messages of the others are marked delivered for them.
+    async fn list_messages(
+        &self,
+        chat_id: Uuid,
+        viewer: Option<Uuid>,
+        query: MessageQuery,
+    ) -> StoreResult<(Page<Message>, Option<Receipt>)>;
+    /// Moves `user`'s delivered (and for `read`, read) watermark up to `message_id`.
+    async fn mark_status(
+        &self,
+        chat_id: Uuid,
+        user: Uuid,
+        message_id: Uuid,
+        status: MessageStatus,
+    ) -> StoreResult<Receipt>;
+
+    /// Finishes pending writes and closes the database.
+    async fn close(&self);
+}
+
+/// A shared handle on the store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by `DATABASE_URL`.
+pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
+    if database_url.starts_with("sqlite:") {
+        let location = sqlite::Location::parse(database_url)?;
+        Ok(Arc::new(sqlite::SqliteStore::open(location).await?))
+    } else {
+        anyhow::bail!(
+            "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db or sqlite::memory:"
+        )
+    }
+}

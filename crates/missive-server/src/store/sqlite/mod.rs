@@ -1,0 +1,352 @@
+//! The embedded SQLite store: WAL mode, `synchronous=FULL`, one writer
+//! thread with group commit ([`writer`]) and a small pool of read connections.
+//! An in-memory database (`sqlite::memory:`) has a single connection, so its
+//! reads go through the writer too.
+
+mod sql;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use missive_protocol::{Chat, Message, MessageStatus, User};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use self::writer::WriterHandle;
+use super::{
+    ChatQuery, ChatView, MessageQuery, NewMessage, NewUser, Page, Receipt, Sent, Store, StoreError,
+    StoreResult,
+};
+use crate::domain::PhoneNumber;
+
+/// Read connections of a file database.
+const READERS: usize = 4;
+
+/// Migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A file (created with its directory when missing).
+    File(PathBuf),
+    /// A private in-memory database, gone at exit.
+    Memory,
+}
+
+impl Location {
+    /// Parses `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `sqlite::memory:`.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("sqlite:")
+            .ok_or_else(|| anyhow::anyhow!("not an sqlite URL: {url:?}"))?;
+        let rest = rest.split('?').next().unwrap_or_default();
+        if rest == ":memory:" || rest == "//:memory:" {
+            return Ok(Location::Memory);
+        }
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            anyhow::bail!("sqlite URL {url:?} names no file");
+        }
+        Ok(Location::File(PathBuf::from(path)))
+    }
+}
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    writer: Mutex<Option<WriterHandle>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Option<ReaderPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) and migrates the database.
+    pub async fn open(location: Location) -> anyhow::Result<Self> {
+        let (conn, readers) = match &location {
+            Location::Memory => (Connection::open_in_memory()?, None),
+            Location::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot create the database directory {}: {e}",
+                            dir.display()
+                        )
+                    })?;
+                }
+                let conn = Connection::open(path).map_err(|e| {
+                    anyhow::anyhow!("cannot open the database {}: {e}", path.display())
+                })?;
+                (conn, Some(path.clone()))
+            }
+        };
+        configure_writer(&conn)?;
+        migrate(&conn)?;
+        let readers = match readers {
+            Some(path) => Some(ReaderPool::open(&path, READERS)?),
+            None => None,
+        };
+        let (writer, thread) = WriterHandle::spawn(conn)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(Some(writer)),
+            thread: Mutex::new(Some(thread)),
+            readers,
+        })
+    }
+
+    fn writer(&self) -> StoreResult<WriterHandle> {
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the database is closed".into()))
+    }
+
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer()?.write(work).await
+    }
+
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        match &self.readers {
+            Some(pool) => pool.run(work).await,
+            None => self.write(work).await,
+        }
+    }
+}
+
+fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
+    // journal_mode answers with a row, so it is queried rather than executed.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    tracing::debug!(journal_mode = %mode, "sqlite opened");
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        let version = index + 1;
+        conn.execute_batch(&format!(
+            "BEGIN; {script}; PRAGMA user_version = {version}; COMMIT;"
+        ))
+        .map_err(|e| anyhow::anyhow!("migration {version} failed: {e}"))?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(())
+}
+
+/// Read-only connections, used from blocking threads.
+struct ReaderPool {
+    conns: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl ReaderPool {
+    fn open(path: &Path, size: usize) -> anyhow::Result<Self> {
+        let mut conns = Vec::with_capacity(size);
+        for _ in 0..size {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+            conns.push(conn);
+        }
+        Ok(ReaderPool {
+            conns: Mutex::new(conns),
+            permits: Semaphore::new(size),
+        })
+    }
+
+    async fn run<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
+        let conn = self
+            .conns
+            .lock()
+            .map_err(|_| StoreError::Internal("reader pool lock poisoned".into()))?
+            .pop()
+            .ok_or_else(|| StoreError::Internal("reader pool is empty".into()))?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&conn)))
+                .unwrap_or_else(|_| Err(StoreError::Internal("a read panicked".into())));
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?;
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.push(conn);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        self.write(move |conn| sql::insert_user(conn, &new)).await
+    }
+
+    async fn user_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<User>> {
+        let phone = phone.as_str().to_owned();
+        self.read(move |conn| sql::user_where(conn, "phone_number", &phone))
+            .await
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
+        self.read(move |conn| sql::user_where(conn, "id", &id.to_string()))
+            .await
+    }
+
+    async fn user_by_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
+        let hash = token_hash.to_owned();
+        self.read(move |conn| sql::user_by_token(conn, &hash)).await
+    }
+
+    async fn create_chat(
+        &self,
+        participants: Vec<Uuid>,
+        viewer: Option<Uuid>,
+    ) -> StoreResult<(ChatView, bool)> {
+        self.write(move |conn| sql::create_chat(conn, &participants, viewer))
+            .await
+    }
+
+    async fn chat(&self, chat_id: Uuid, viewer: Option<Uuid>) -> StoreResult<ChatView> {
+        self.read(move |conn| sql::chat_view(conn, chat_id, viewer))
+            .await
+    }
+
+    async fn list_chats(&self, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>> {
+        self.read(move |conn| sql::list_chats(conn, user, query))
+            .await
+    }
+
+    async fn send_message(&self, new: NewMessage) -> StoreResult<Sent> {
+        self.write(move |conn| sql::send_message(conn, &new)).await
+    }
+
+    async fn list_messages(
+        &self,
+        chat_id: Uuid,
+        viewer: Option<Uuid>,
+        query: MessageQuery,
+    ) -> StoreResult<(Page<Message>, Option<Receipt>)> {
+        let (mut page, members) = self
+            .read(move |conn| sql::list_messages(conn, chat_id, viewer, query))
+            .await?;
+        // A recipient reading the page has received it: move their delivered watermark.
+        let Some(viewer) = viewer else {
+            return Ok((page, None));
+        };
+        let Some(newest) = sql::newest_undelivered(&page.items, &members, viewer) else {
+            return Ok((page, None));
+        };
+        let receipt = self
+            .write(move |conn| {
+                sql::mark_status(conn, chat_id, viewer, newest, MessageStatus::Delivered)
+            })
+            .await?;
+        let members = self.read(move |conn| sql::members(conn, chat_id)).await?;
+        sql::refresh_statuses(&mut page.items, &members);
+        Ok((page, Some(receipt)))
+    }
+
+    async fn mark_status(
+        &self,
+        chat_id: Uuid,
+        user: Uuid,
+        message_id: Uuid,
+        status: MessageStatus,
+    ) -> StoreResult<Receipt> {
+        self.write(move |conn| sql::mark_status(conn, chat_id, user, message_id, status))
+            .await
+    }
+
+    async fn close(&self) {
+        // Dropping the last handle lets the writer drain its inbox and stop.
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(code, _)
+                if matches!(
+                    code.code,
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::SystemIoFailure
+                ) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_name_files_or_memory() {
+        assert_eq!(
+            Location::parse("sqlite::memory:").expect("ok"),
+            Location::Memory
+        );
+        assert_eq!(
+            Location::parse("sqlite://data/missive.db").expect("ok"),
+            Location::File(PathBuf::from("data/missive.db"))
+        );
+        assert_eq!(
+            Location::parse("sqlite:///var/lib/missive.db").expect("ok"),
+            Location::File(PathBuf::from("/var/lib/missive.db"))
+        );
+        assert_eq!(
+            Location::parse("sqlite://data/m.db?mode=rwc").expect("ok"),
+            Location::File(PathBuf::from("data/m.db"))
+        );
+        assert!(Location::parse("sqlite://").is_err());
+        assert!(Location::parse("postgres://x").is_err());
+    }
+}

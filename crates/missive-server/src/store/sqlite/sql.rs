@@ -1,0 +1,607 @@
+//! The SQL of the SQLite store: plain functions over a connection, called on
+//! the writer thread (inside its transaction) or on a reader.
+
+use missive_protocol::{Chat, Message, MessageStatus, User};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use crate::domain::{format_ms, now_ms};
+use crate::store::{
+    ChatQuery, ChatView, MessageCursor, MessageQuery, NewMessage, NewUser, Page, Receipt,
+    SendTarget, Sent, StoreError, StoreResult,
+};
+
+/// A participant of a chat and their watermarks.
+#[derive(Debug, Clone)]
+pub struct Member {
+    user_id: Uuid,
+    phone: String,
+    delivered_seq: i64,
+    read_seq: i64,
+}
+
+const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.chat_id, m.seq, u.phone_number, m.content, m.created_at, m.client_message_id";
+
+fn uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(index)?;
+    Uuid::parse_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: uuid_at(row, 0)?,
+        phone_number: row.get(1)?,
+        display_name: row.get(2)?,
+        created_at: format_ms(row.get(3)?),
+    })
+}
+
+/// A message row; its status is filled in from the members' watermarks.
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: uuid_at(row, 0)?,
+        chat_id: uuid_at(row, 1)?,
+        seq: row.get(2)?,
+        sender: row.get(3)?,
+        content: row.get(4)?,
+        created_at: format_ms(row.get(5)?),
+        client_message_id: row.get(6)?,
+        status: MessageStatus::Sent,
+    })
+}
+
+/// The furthest state a message reached for every participant but its sender
+/// (the minimum over recipients).
+fn status_of(members: &[Member], sender_phone: &str, seq: i64) -> MessageStatus {
+    members
+        .iter()
+        .filter(|m| m.phone != sender_phone)
+        .map(|m| {
+            if m.read_seq >= seq {
+                MessageStatus::Read
+            } else if m.delivered_seq >= seq {
+                MessageStatus::Delivered
+            } else {
+                MessageStatus::Sent
+            }
+        })
+        .min()
+        .unwrap_or(MessageStatus::Sent)
+}
+
+/// Recomputes `status` of each message from the members' watermarks.
+pub fn refresh_statuses(messages: &mut [Message], members: &[Member]) {
+    for message in messages {
+        message.status = status_of(members, &message.sender, message.seq);
+    }
+}
+
+/// The newest message of `page` sent by someone else that `viewer` has not
+/// yet marked delivered.
+pub fn newest_undelivered(page: &[Message], members: &[Member], viewer: Uuid) -> Option<Uuid> {
+    let me = members.iter().find(|m| m.user_id == viewer)?;
+    page.iter()
+        .filter(|m| m.sender != me.phone && m.seq > me.delivered_seq)
+        .max_by_key(|m| m.seq)
+        .map(|m| m.id)
+}
+
+pub fn insert_user(conn: &Connection, new: &NewUser) -> StoreResult<User> {
+    let phone = new.phone_number.as_str();
+    let taken = conn
+        .prepare_cached("SELECT 1 FROM users WHERE phone_number = ?1")?
+        .exists([phone])?;
+    if taken {
+        return Err(StoreError::PhoneTaken);
+    }
+    let id = Uuid::now_v7();
+    let now = now_ms();
+    conn.prepare_cached(
+        "INSERT INTO users (id, phone_number, display_name, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id.to_string(), phone, new.display_name, now])?;
+    conn.prepare_cached(
+        "INSERT INTO tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![new.token_hash, id.to_string(), now])?;
+    Ok(User {
+        id,
+        phone_number: phone.to_owned(),
+        display_name: new.display_name.clone(),
+        created_at: format_ms(now),
+    })
+}
+
+/// A user by `id` or `phone_number` (the only two values of `column`).
+pub fn user_where(
+    conn: &Connection,
+    column: &'static str,
+    value: &str,
+) -> StoreResult<Option<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.{column} = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([value], user_from_row)
+        .optional()?)
+}
+
+pub fn user_by_token(conn: &Connection, token_hash: &str) -> StoreResult<Option<User>> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = ?1 AND t.revoked_at IS NULL"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([token_hash], user_from_row)
+        .optional()?)
+}
+
+pub fn members(conn: &Connection, chat_id: Uuid) -> StoreResult<Vec<Member>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT cm.user_id, u.phone_number, cm.delivered_seq, cm.read_seq
+         FROM chat_members cm JOIN users u ON u.id = cm.user_id
+         WHERE cm.chat_id = ?1 ORDER BY cm.position",
+    )?;
+    let rows = stmt.query_map([chat_id.to_string()], |row| {
+        Ok(Member {
+            user_id: uuid_at(row, 0)?,
+            phone: row.get(1)?,
+            delivered_seq: row.get(2)?,
+            read_seq: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The members of a chat, checking it exists and `viewer` (if known) is one of them.
+fn members_for(conn: &Connection, chat_id: Uuid, viewer: Option<Uuid>) -> StoreResult<Vec<Member>> {
+    let members = members(conn, chat_id)?;
+    let visible =
+        !members.is_empty() && viewer.is_none_or(|v| members.iter().any(|m| m.user_id == v));
+    if visible {
+        Ok(members)
+    } else {
+        Err(StoreError::ChatNotFound)
+    }
+}
+
+pub fn chat_view(conn: &Connection, chat_id: Uuid, viewer: Option<Uuid>) -> StoreResult<ChatView> {
+    let members = members_for(conn, chat_id, viewer)?;
+    let created_at: i64 = conn
+        .prepare_cached("SELECT created_at FROM chats WHERE id = ?1")?
+        .query_row([chat_id.to_string()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::ChatNotFound)?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.chat_id = ?1 ORDER BY m.seq DESC LIMIT 1"
+    );
+    let mut last_message = conn
+        .prepare_cached(&sql)?
+        .query_row([chat_id.to_string()], message_from_row)
+        .optional()?;
+    if let Some(message) = last_message.as_mut() {
+        message.status = status_of(&members, &message.sender, message.seq);
+    }
+    let unread_count = match viewer.and_then(|v| members.iter().find(|m| m.user_id == v)) {
+        Some(me) => conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages WHERE chat_id = ?1 AND seq > ?2 AND sender_id <> ?3",
+            )?
+            .query_row(
+                params![chat_id.to_string(), me.read_seq, me.user_id.to_string()],
+                |r| r.get(0),
+            )?,
+        None => 0,
+    };
+    Ok(ChatView {
+        chat: Chat {
+            id: chat_id,
+            participants: members.iter().map(|m| m.phone.clone()).collect(),
+            created_at: format_ms(created_at),
+            last_message,
+            unread_count,
+        },
+        member_ids: members.iter().map(|m| m.user_id).collect(),
+    })
+}
+
+/// The next value of the global activity counter (the writer is the only caller).
+fn next_activity(conn: &Connection) -> StoreResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(activity), 0) + 1 FROM chats")?
+        .query_row([], |r| r.get(0))?)
+}
+
+fn direct_key(a: Uuid, b: Uuid) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("{low}:{high}")
+}
+
+fn insert_chat(
+    conn: &Connection,
+    participants: &[Uuid],
+    direct: Option<String>,
+) -> StoreResult<Uuid> {
+    let id = Uuid::now_v7();
+    let activity = next_activity(conn)?;
+    conn.prepare_cached(
+        "INSERT INTO chats (id, direct_key, created_at, activity) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id.to_string(), direct, now_ms(), activity])?;
+    let mut add = conn.prepare_cached(
+        "INSERT INTO chat_members (chat_id, user_id, position) VALUES (?1, ?2, ?3)",
+    )?;
+    for (position, user) in participants.iter().enumerate() {
+        add.execute(params![id.to_string(), user.to_string(), position as i64])?;
+    }
+    Ok(id)
+}
+
+fn find_direct(conn: &Connection, key: &str) -> StoreResult<Option<Uuid>> {
+    let id: Option<String> = conn
+        .prepare_cached("SELECT id FROM chats WHERE direct_key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    id.map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Internal(e.to_string())))
+        .transpose()
+}
+
+pub fn create_chat(
+    conn: &Connection,
+    participants: &[Uuid],
+    viewer: Option<Uuid>,
+) -> StoreResult<(ChatView, bool)> {
+    if let [a, b] = participants {
+        let key = direct_key(*a, *b);
+        if let Some(existing) = find_direct(conn, &key)? {
+            return Ok((chat_view(conn, existing, viewer)?, false));
+        }
+        let id = insert_chat(conn, participants, Some(key))?;
+        return Ok((chat_view(conn, id, viewer)?, true));
+    }
+    let id = insert_chat(conn, participants, None)?;
+    Ok((chat_view(conn, id, viewer)?, true))
+}
+
+pub fn list_chats(conn: &Connection, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>> {
+    let before_activity: Option<i64> = match query.before {
+        None => None,
+        Some(chat) => Some(
+            conn.prepare_cached(
+                "SELECT c.activity FROM chats c JOIN chat_members cm ON cm.chat_id = c.id
+                 WHERE c.id = ?1 AND cm.user_id = ?2",
+            )?
+            .query_row(params![chat.to_string(), user.to_string()], |r| r.get(0))
+            .optional()?
+            .ok_or(StoreError::InvalidCursor)?,
+        ),
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.id FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
+         WHERE cm.user_id = ?1 AND c.activity < ?2
+         ORDER BY c.activity DESC LIMIT ?3 OFFSET ?4",
+    )?;
+    let ids = stmt
+        .query_map(
+            params![
+                user.to_string(),
+                before_activity.unwrap_or(i64::MAX),
+                i64::from(query.limit) + 1,
+                i64::from(query.offset)
+            ],
+            |row| uuid_at(row, 0),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = ids.len() > query.limit as usize;
+    let items = ids
+        .into_iter()
+        .take(query.limit as usize)
+        .map(|id| chat_view(conn, id, Some(user)).map(|view| view.chat))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page { items, more })
+}
+
+fn message_seq(conn: &Connection, chat_id: Uuid, message_id: Uuid) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT seq FROM messages WHERE id = ?1 AND chat_id = ?2")?
+        .query_row(params![message_id.to_string(), chat_id.to_string()], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+pub fn list_messages(
+    conn: &Connection,
+    chat_id: Uuid,
+    viewer: Option<Uuid>,
+    query: MessageQuery,
+) -> StoreResult<(Page<Message>, Vec<Member>)> {
+    let members = members_for(conn, chat_id, viewer)?;
+    let cursor_seq = |id| message_seq(conn, chat_id, id)?.ok_or(StoreError::InvalidCursor);
+    let (condition, order, bound) = match query.cursor {
+        MessageCursor::Newest => ("", "DESC", 0),
+        MessageCursor::Before(id) => ("AND m.seq < ?4", "DESC", cursor_seq(id)?),
+        MessageCursor::After(id) => ("AND m.seq > ?4", "ASC", cursor_seq(id)?),
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.chat_id = ?1 AND ?4 = ?4 {condition}
+         ORDER BY m.seq {order} LIMIT ?2 OFFSET ?3"
+    );
+    let mut items = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![
+                chat_id.to_string(),
+                i64::from(query.limit) + 1,
+                i64::from(query.offset),
+                bound
+            ],
+            message_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() > query.limit as usize;
+    items.truncate(query.limit as usize);
+    if order == "ASC" {
+        items.reverse();
+    }
+    refresh_statuses(&mut items, &members);
+    Ok((Page { items, more }, members))
+}
+
+/// A durable event for a user's log.
+struct Event<'a> {
+    kind: &'static str,
+    chat_id: Uuid,
+    message_id: Uuid,
+    status: Option<MessageStatus>,
+    actor: Option<&'a str>,
+    at: i64,
+}
+
+/// Appends an event to `user`'s log and returns its sequence number.
+fn append_event(conn: &Connection, user: Uuid, event: &Event<'_>) -> StoreResult<i64> {
+    let Event {
+        kind,
+        chat_id,
+        message_id,
+        status,
+        actor,
+        at,
+    } = *event;
+    let seq: i64 = conn
+        .prepare_cached(
+            "UPDATE users SET event_seq = event_seq + 1 WHERE id = ?1 RETURNING event_seq",
+        )?
+        .query_row([user.to_string()], |r| r.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO events (user_id, seq, kind, chat_id, message_id, status, actor, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        user.to_string(),
+        seq,
+        kind,
+        chat_id.to_string(),
+        message_id.to_string(),
+        status.map(MessageStatus::as_str),
+        actor,
+        at
+    ])?;
+    Ok(seq)
+}
+
+fn existing_send(conn: &Connection, new: &NewMessage) -> StoreResult<Option<Message>> {
+    let Some(key) = &new.client_message_id else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.sender_id = ?1 AND m.client_message_id = ?2"
+    );
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row(
+            params![new.sender.id.to_string(), key.as_str()],
+            message_from_row,
+        )
+        .optional()?;
+    match found {
+        Some(mut message) => {
+            let members = members(conn, message.chat_id)?;
+            message.status = status_of(&members, &message.sender, message.seq);
+            Ok(Some(message))
+        }
+        None => Ok(None),
+    }
+}
+
+pub fn send_message(conn: &Connection, new: &NewMessage) -> StoreResult<Sent> {
+    if let Some(message) = existing_send(conn, new)? {
+        return Ok(Sent {
+            message,
+            events: Vec::new(),
+            duplicate: true,
+        });
+    }
+    let sender = new.sender.id;
+    let chat_id = match new.target {
+        SendTarget::Chat(id) => id,
+        SendTarget::Direct(receiver) => {
+            let key = direct_key(sender, receiver);
+            match find_direct(conn, &key)? {
+                Some(id) => id,
+                None => insert_chat(conn, &[sender, receiver], Some(key))?,
+            }
+        }
+    };
+    let members = members_for(conn, chat_id, Some(sender))?;
+    let activity = next_activity(conn)?;
+    let seq: i64 = conn
+        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, activity = ?2 WHERE id = ?1 RETURNING last_seq")?
+        .query_row(params![chat_id.to_string(), activity], |r| r.get(0))?;
+    let id = Uuid::now_v7();
+    let now = now_ms();
+    let client_message_id = new
+        .client_message_id
+        .as_ref()
+        .map(|k| k.as_str().to_owned());
+    conn.prepare_cached(
+        "INSERT INTO messages (id, chat_id, seq, sender_id, content, created_at, client_message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id.to_string(),
+        chat_id.to_string(),
+        seq,
+        sender.to_string(),
+        new.content.as_str(),
+        now,
+        client_message_id
+    ])?;
+    let event = Event {
+        kind: "message",
+        chat_id,
+        message_id: id,
+        status: None,
+        actor: None,
+        at: now,
+    };
+    let events = members
+        .iter()
+        .map(|m| append_event(conn, m.user_id, &event).map(|s| (m.user_id, s)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let message = Message {
+        id,
+        chat_id,
+        seq,
+        sender: new.sender.phone_number.clone(),
+        content: new.content.as_str().to_owned(),
+        created_at: format_ms(now),
+        client_message_id,
+        status: MessageStatus::Sent,
+    };
+    Ok(Sent {
+        message,
+        events,
+        duplicate: false,
+    })
+}
+
+pub fn mark_status(
+    conn: &Connection,
+    chat_id: Uuid,
+    user: Uuid,
+    message_id: Uuid,
+    status: MessageStatus,
+) -> StoreResult<Receipt> {
+    let members = members_for(conn, chat_id, Some(user))?;
+    let me = members
+        .iter()
+        .find(|m| m.user_id == user)
+        .ok_or(StoreError::ChatNotFound)?;
+    let seq = message_seq(conn, chat_id, message_id)?.ok_or(StoreError::MessageNotFound)?;
+    let delivered = me.delivered_seq.max(seq);
+    let read = if status == MessageStatus::Read {
+        me.read_seq.max(seq)
+    } else {
+        me.read_seq
+    };
+    let now = now_ms();
+    let mut events = Vec::new();
+    let moved = if read > me.read_seq {
+        Some(MessageStatus::Read)
+    } else if delivered > me.delivered_seq {
+        Some(MessageStatus::Delivered)
+    } else {
+        None
+    };
+    if let Some(moved) = moved {
+        conn.prepare_cached(
+            "UPDATE chat_members SET delivered_seq = ?3, read_seq = ?4 WHERE chat_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![chat_id.to_string(), user.to_string(), delivered, read])?;
+        let event = Event {
+            kind: "receipt",
+            chat_id,
+            message_id,
+            status: Some(moved),
+            actor: Some(&me.phone),
+            at: now,
+        };
+        for other in members.iter().filter(|m| m.user_id != user) {
+            let cursor = append_event(conn, other.user_id, &event)?;
+            events.push((other.user_id, cursor));
+        }
+    }
+    Ok(Receipt {
+        chat_id,
+        message_id,
+        status,
+        user: me.phone.clone(),
+        at: format_ms(now),
+        events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(phone: &str, delivered: i64, read: i64) -> Member {
+        Member {
+            user_id: Uuid::now_v7(),
+            phone: phone.into(),
+            delivered_seq: delivered,
+            read_seq: read,
+        }
+    }
+
+    #[test]
+    fn status_is_the_minimum_over_recipients() {
+        let members = [
+            member("+1000000", 9, 9),
+            member("+2000000", 5, 3),
+            member("+3000000", 4, 0),
+        ];
+        assert_eq!(status_of(&members, "+1000000", 3), MessageStatus::Delivered);
+        assert_eq!(status_of(&members, "+1000000", 5), MessageStatus::Sent);
+        assert_eq!(status_of(&members[..2], "+1000000", 3), MessageStatus::Read);
+        assert_eq!(status_of(&members[..2], "+2000000", 9), MessageStatus::Read);
+    }
+
+    #[test]
+    fn own_messages_do_not_need_delivery() {
+        let members = [member("+1000000", 0, 0), member("+2000000", 0, 0)];
+        let me = members[0].user_id;
+        let mine = Message {
+            id: Uuid::now_v7(),
+            chat_id: Uuid::nil(),
+            seq: 1,
+            sender: "+1000000".into(),
+            content: "x".into(),
+            created_at: String::new(),
+            client_message_id: None,
+            status: MessageStatus::Sent,
+        };
+        let theirs = Message {
+            id: Uuid::now_v7(),
+            seq: 2,
+            sender: "+2000000".into(),
+            ..mine.clone()
+        };
+        assert_eq!(
+            newest_undelivered(std::slice::from_ref(&mine), &members, me),
+            None
+        );
+        assert_eq!(
+            newest_undelivered(&[theirs.clone(), mine], &members, me),
+            Some(theirs.id)
+        );
+    }
+}
