@@ -326,7 +326,11 @@ mod tests {
         };
         let json = serde_json::to_value(&user).expect("serializes");
         assert_eq!(json["displayName"], serde_json::Value::Null);
-        assert!(json.as_object().expect("object").contains_key("displayName"));
+        assert!(
+            json.as_object()
+                .expect("object")
+                .contains_key("displayName")
+        );
     }
 
     #[test]

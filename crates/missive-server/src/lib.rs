@@ -7,12 +7,19 @@
 //! - [`domain`]: validated newtypes (phone numbers, message content).
 //! - [`store`]: the [`store::Store`] boundary and its SQLite implementation
 //!   (single writer thread with group commit; a pool of readers).
+//! - [`gateway`]: the WebSocket: upgrade, sessions, the registry of connections.
+//! - [`bus`]: fan-out of committed events to every connection of a user.
+//! - [`service`]: messaging operations shared by HTTP and WebSocket.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
+//! - [`security`]: tokens, login codes and their senders, rate limits.
 //! - [`telemetry`]: logging setup.
 
+pub mod bus;
 pub mod config;
 pub mod domain;
+pub mod gateway;
 pub mod http;
+pub mod security;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -1,11 +1,17 @@
 //! Messaging operations shared by the HTTP API and the WebSocket gateway:
 //! validate, commit to the store, and only then tell anyone.
 
+use std::sync::Arc;
+
 use missive_protocol::{Message, MessageStatus, User};
 use uuid::Uuid;
 
+use crate::bus::{DynBus, Envelope, Payload};
 use crate::domain::{ClientMessageId, MessageContent, PhoneNumber};
-use crate::store::{DynStore, MessageQuery, NewMessage, Page, Receipt, SendTarget, StoreError};
+use crate::security::RateLimits;
+use crate::store::{
+    DynStore, Event, MessageQuery, NewMessage, Page, Receipt, SendTarget, StoreError,
+};
 
 /// Why a send was refused before reaching the store.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +28,9 @@ pub enum SendError {
     /// Neither or both of a chat and a receiver.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The sender is over `SEND_RATE_LIMIT`; retry after this long.
+    #[error("too many messages; slow down")]
+    RateLimited(std::time::Duration),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -82,12 +91,66 @@ impl Draft {
 /// The messaging operations.
 pub struct Service {
     store: DynStore,
+    bus: DynBus,
+    limits: Arc<RateLimits>,
 }
 
 impl Service {
-    /// A service over `store`.
-    pub fn new(store: DynStore) -> Self {
-        Service { store }
+    /// A service committing to `store` and then publishing on `bus`, within `limits`.
+    pub fn new(store: DynStore, bus: DynBus, limits: Arc<RateLimits>) -> Self {
+        Service { store, bus, limits }
+    }
+
+    async fn publish(&self, targets: Vec<(Uuid, i64)>, event: Event) {
+        if targets.is_empty() {
+            return;
+        }
+        let targets = targets
+            .into_iter()
+            .map(|(user, cursor)| (user, Some(cursor)))
+            .collect();
+        self.bus
+            .publish(Envelope {
+                targets,
+                payload: Arc::new(Payload::Durable { event }),
+            })
+            .await;
+    }
+
+    async fn publish_receipt(&self, receipt: &Receipt) {
+        self.publish(
+            receipt.targets.clone(),
+            Event::Receipt(receipt.event.clone()),
+        )
+        .await;
+    }
+
+    /// Tells the other participants of a chat that `user` is (not) typing; never stored.
+    pub async fn typing(
+        &self,
+        user: &User,
+        chat_id: Uuid,
+        is_typing: bool,
+    ) -> Result<(), StoreError> {
+        let view = self.store.chat(chat_id, Some(user.id)).await?;
+        let targets = view
+            .member_ids
+            .into_iter()
+            .filter(|id| *id != user.id)
+            .map(|id| (id, None))
+            .collect();
+        let payload = Payload::Typing {
+            chat_id,
+            user: user.phone_number.clone(),
+            is_typing,
+        };
+        self.bus
+            .publish(Envelope {
+                targets,
+                payload: Arc::new(payload),
+            })
+            .await;
+        Ok(())
     }
 
     /// Stores a message from `sender`; returns it after the commit.
@@ -98,6 +161,9 @@ impl Service {
         to: Recipient,
         draft: Draft,
     ) -> Result<Message, SendError> {
+        self.limits
+            .check_send(sender.id)
+            .map_err(SendError::RateLimited)?;
         let target = match to {
             Recipient::Chat(id) => SendTarget::Chat(id),
             Recipient::Phone(phone) => {
@@ -118,7 +184,17 @@ impl Service {
             content: draft.content,
             client_message_id: draft.client_message_id,
         };
-        Ok(self.store.send_message(new).await?.message)
+        let sent = self.store.send_message(new).await?;
+        if !sent.duplicate {
+            self.publish(
+                sent.targets,
+                Event::Message {
+                    message: sent.message.clone(),
+                },
+            )
+            .await;
+        }
+        Ok(sent.message)
     }
 
     /// A page of a chat's messages; a participant reading it marks the others' messages delivered.
@@ -128,7 +204,10 @@ impl Service {
         viewer: Option<Uuid>,
         query: MessageQuery,
     ) -> Result<Page<Message>, StoreError> {
-        let (page, _receipt) = self.store.list_messages(chat_id, viewer, query).await?;
+        let (page, receipt) = self.store.list_messages(chat_id, viewer, query).await?;
+        if let Some(receipt) = &receipt {
+            self.publish_receipt(receipt).await;
+        }
         Ok(page)
     }
 

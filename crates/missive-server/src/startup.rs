@@ -8,11 +8,19 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::bus::{DynBus, LocalBus};
 use crate::config::{AuthMode, Config};
+use crate::gateway::{Gateway, Registry};
 use crate::http;
+use crate::security::{
+    Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
+};
 use crate::service::Service;
 use crate::state::AppState;
 use crate::store;
+
+/// How long open WebSockets get to flush and close at shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A server ready to run.
 pub struct Application {
@@ -24,11 +32,35 @@ pub struct Application {
 impl Application {
     /// Opens the store (running migrations) and builds the router, serving on `listener`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        Self::build_with(config, listener, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Application::build`], reading time from `clock` (tests expire login codes with it).
+    pub async fn build_with(
+        config: Config,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
         let local_addr = listener.local_addr()?;
+        let registry = Arc::new(Registry::default());
+        let bus: DynBus = Arc::new(LocalBus::new(registry.clone()));
+        let limits = Arc::new(RateLimits::new(
+            config.send_rate_limit,
+            config.auth_rate_limit,
+        ));
+        let codes: Arc<dyn CodeSender> = match &config.otp_webhook_url {
+            Some(url) => Arc::new(WebhookCodeSender::new(url.clone())?),
+            None => Arc::new(LogCodeSender),
+        };
         let state = AppState {
             config: Arc::new(config),
-            service: Arc::new(Service::new(store.clone())),
+            service: Arc::new(Service::new(store.clone(), bus, limits.clone())),
+            gateway: Arc::new(Gateway::new(registry)),
+            tokens: Arc::default(),
+            limits,
+            codes,
+            clock,
             store,
         };
         Ok(Application {
@@ -63,11 +95,33 @@ impl Application {
             }
         }
         tracing::info!(address = %self.local_addr, database = %redact(&config.database_url), "missive listening");
+        if config.otp_webhook_url.is_none() {
+            tracing::warn!(
+                "OTP_WEBHOOK_URL is unset: login codes are written to this log (development only)"
+            );
+        }
         let store = self.state.store.clone();
+        let gateway = self.state.gateway.clone();
+        let limits = self.state.limits.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                limits.shrink();
+            }
+        });
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        // On the signal: stop accepting, and have every WebSocket flush and close (1001).
+        let closing = gateway.clone();
+        let signal = async move {
+            shutdown.await;
+            closing.shutdown.cancel();
+        };
         let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(signal)
             .await;
+        gateway.close(SHUTDOWN_GRACE).await;
+        housekeeping.abort();
         tracing::info!("shutting down: closing the database");
         store.close().await;
         served?;

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::security::{Clock, CodeSender, RateLimits, TokenCache};
 use crate::service::Service;
 use crate::store::DynStore;
 
@@ -15,4 +17,14 @@ pub struct AppState {
     pub store: DynStore,
     /// The messaging operations shared by HTTP and WebSocket.
     pub service: Arc<Service>,
+    /// Live WebSocket connections.
+    pub gateway: Arc<Gateway>,
+    /// Recently validated tokens.
+    pub tokens: Arc<TokenCache>,
+    /// Register/login and send rate limits.
+    pub limits: Arc<RateLimits>,
+    /// Delivers login codes.
+    pub codes: Arc<dyn CodeSender>,
+    /// The time, for code expiry.
+    pub clock: Arc<dyn Clock>,
 }

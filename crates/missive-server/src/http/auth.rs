@@ -15,25 +15,12 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use missive_protocol::User;
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::config::AuthMode;
 use crate::domain::PhoneNumber;
+use crate::security::tokens::hash_token;
 use crate::state::AppState;
-
-/// A new random bearer token: 256 bits from the OS CSPRNG, hex-encoded.
-pub fn new_token() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
-    Ok(hex::encode(bytes))
-}
-
-/// The stored form of a token: SHA-256, hex. Tokens have 256 bits of entropy,
-/// so a fast hash is enough; lookups compare hashes, never the token itself.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// Whether a peer may use claimed identity (and anonymous sandbox access) under `mode`.
 pub fn claims_allowed(mode: AuthMode, peer: Option<SocketAddr>) -> bool {
@@ -101,6 +88,14 @@ impl Caller {
         }
     }
 
+    /// Uses `token` (the WebSocket's `?token=`) when no Authorization header was sent.
+    pub fn or_token(mut self, token: Option<String>) -> Self {
+        if self.token.is_none() && !self.malformed_authorization {
+            self.token = token.filter(|t| !t.is_empty());
+        }
+        self
+    }
+
     /// The user of the bearer token, if one was sent; 401 if it is not valid.
     async fn token_user(&self, state: &AppState) -> Result<Option<User>, ApiError> {
         if self.malformed_authorization {
@@ -145,6 +140,26 @@ impl Caller {
             None => Ok(None),
             Some(claim) => resolve_claim(state, claim).await.map(Some),
         }
+    }
+
+    /// The bearer token as sent, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The peer's IP address (for per-address rate limits).
+    pub fn address(&self) -> std::net::IpAddr {
+        self.peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| {
+            p.ip().to_canonical()
+        })
+    }
+
+    /// 429 when this address is over the register/login rate limit.
+    pub fn check_auth_rate(&self, state: &AppState) -> Result<(), ApiError> {
+        state
+            .limits
+            .check_auth(self.address())
+            .map_err(|wait| ApiError::rate_limited(wait.as_secs_f64().ceil() as u64))
     }
 
     /// The token's user; 401 without a valid token, in every mode.
@@ -229,16 +244,5 @@ mod tests {
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer "), None);
         assert_eq!(bearer("abc"), None);
-    }
-
-    #[test]
-    fn tokens_are_random_and_hashed() {
-        let a = new_token().expect("token");
-        let b = new_token().expect("token");
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
-        assert_eq!(hash_token(&a).len(), 64);
-        assert_ne!(hash_token(&a), a);
-        assert_eq!(hash_token(&a), hash_token(&a));
     }
 }

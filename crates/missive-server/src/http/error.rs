@@ -98,6 +98,11 @@ impl ApiError {
         e
     }
 
+    /// Replaces the human message.
+    pub fn set_message(&mut self, message: impl Into<String>) {
+        self.message = message.into();
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

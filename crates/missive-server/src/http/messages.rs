@@ -131,7 +131,7 @@ async fn mark_status(
         .await?;
     Ok(Json(StatusResponse {
         chat_id,
-        message_id: receipt.message_id,
+        message_id: receipt.event.message_id,
         status: body.status,
     }))
 }
@@ -141,11 +141,11 @@ async fn typing(
     State(state): State<AppState>,
     caller: Caller,
     Path(chat_id): Path<String>,
-    ApiJson(_body): ApiJson<TypingRequest>,
+    ApiJson(body): ApiJson<TypingRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;
     let me = caller.require_token(&state).await?;
-    state.store.chat(chat_id, Some(me.id)).await?;
+    state.service.typing(&me, chat_id, body.is_typing).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -156,6 +156,9 @@ impl From<SendError> for ApiError {
             SendError::InvalidPhoneNumber(m) => ApiError::bad_request("invalid_phone_number", m),
             SendError::SelfMessage => ApiError::bad_request("invalid_participants", e.to_string()),
             SendError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
+            SendError::RateLimited(wait) => {
+                ApiError::rate_limited(wait.as_secs_f64().ceil() as u64)
+            }
             SendError::Store(e) => e.into(),
         }
     }

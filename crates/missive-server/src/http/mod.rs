@@ -9,6 +9,7 @@ pub mod extract;
 pub mod messages;
 pub mod ops;
 pub mod pagination;
+pub mod sessions;
 pub mod users;
 
 use std::time::Instant;
@@ -29,12 +30,15 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(users::router())
+        .merge(sessions::router())
         .merge(chats::router())
         .merge(messages::router())
         .merge(ops::router())
+        .merge(crate::gateway::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_headers))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -49,6 +53,27 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed on this route",
     )
+}
+
+/// Largest total size of the request headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// 431 when the request headers are larger than [`MAX_HEADER_BYTES`].
+async fn limit_headers(request: Request, next: Next) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request headers are larger than 16 KiB",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// One INFO line per request (method, path, status, latency); 5xx causes at ERROR.

@@ -1,7 +1,9 @@
-//! Operations endpoints: liveness and readiness.
+//! Operations endpoints (liveness, readiness, metrics) and the embedded
+//! static pages: the web client, the OpenAPI document and its docs page.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -14,6 +16,39 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+        .route("/", get(index))
+}
+
+/// GET /: the web client.
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../../../../web/index.html"))
+}
+
+/// GET /docs: the API docs page (renders /openapi.json; no external assets).
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("../../../../web/docs.html"))
+}
+
+/// GET /openapi.json: the OpenAPI 3.1 document.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../../web/openapi.json"),
+    )
+}
+
+/// GET /metrics: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = format!(
+        "# HELP missive_websocket_connections Open WebSocket connections on this node.\n\
+         # TYPE missive_websocket_connections gauge\n\
+         missive_websocket_connections {}\n",
+        state.gateway.registry.connections(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 /// GET /healthz: 200 while the process runs.

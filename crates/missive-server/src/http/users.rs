@@ -1,15 +1,17 @@
-//! Users: registration.
+//! Users: registration, contact lookup, and the caller's own profile.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use missive_protocol::{RegisterRequest, Registered};
+use missive_protocol::{RegisterRequest, Registered, User};
+use serde::Deserialize;
 
-use super::auth::{hash_token, new_token};
+use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use crate::domain::PhoneNumber;
+use crate::security::tokens::{hash_token, new_token};
 use crate::state::AppState;
 use crate::store::NewUser;
 
@@ -20,18 +22,20 @@ const MAX_DISPLAY_NAME_CHARS: usize = 64;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/register", post(register))
-        .route("/users", post(register))
+        .route("/users", post(register).get(lookup))
+        .route("/me", get(me))
 }
 
 /// POST /register (alias POST /users): create a user; the answer carries its first token.
 async fn register(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    let phone_number = PhoneNumber::parse(&body.phone_number)
-        .map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))?;
+    caller.check_auth_rate(&state)?;
+    let phone_number = parse_phone(&body.phone_number)?;
     let display_name = parse_display_name(body.display_name)?;
-    let token = new_token()?;
+    let token = new_token().map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     let user = state
         .store
         .create_user(NewUser {
@@ -41,6 +45,43 @@ async fn register(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(Registered { user, token })))
+}
+
+/// Query of `GET /users`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LookupParams {
+    phone_number: Option<String>,
+}
+
+/// GET /users?phoneNumber=: find a contact by phone number (needs a token).
+async fn lookup(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<LookupParams>,
+) -> Result<Json<User>, ApiError> {
+    caller.require_token(&state).await?;
+    let raw = params
+        .phone_number
+        .ok_or_else(|| ApiError::invalid_parameter("phoneNumber is required"))?;
+    let phone = parse_phone(&raw)?;
+    let user = state
+        .store
+        .user_by_phone(&phone)
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    Ok(Json(user))
+}
+
+/// GET /me: the token's user.
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>, ApiError> {
+    Ok(Json(caller.require_token(&state).await?))
+}
+
+/// A phone number, or 400 `invalid_phone_number`.
+pub fn parse_phone(raw: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))
 }
 
 /// Trims; blank means none; at most 64 characters.

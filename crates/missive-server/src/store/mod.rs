@@ -83,26 +83,86 @@ pub struct Sent {
     /// The message as stored.
     pub message: Message,
     /// `(user, event cursor)` for every participant, sender included.
-    pub events: Vec<(Uuid, i64)>,
+    pub targets: Vec<(Uuid, i64)>,
     /// True when this was a repeated send of an earlier message (nothing new stored).
     pub duplicate: bool,
 }
 
-/// A delivered/read watermark that moved.
-#[derive(Debug, Clone)]
-pub struct Receipt {
+/// A participant's delivered/read watermark moved (the durable `receipt` event).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptEvent {
     /// The chat.
     pub chat_id: Uuid,
     /// The watermark message.
     pub message_id: Uuid,
-    /// The status requested.
+    /// The status reached.
     pub status: MessageStatus,
     /// Phone number of the participant who acknowledged.
     pub user: String,
     /// RFC 3339 time.
     pub at: String,
-    /// `(user, event cursor)` of the other participants notified (empty if nothing moved).
-    pub events: Vec<(Uuid, i64)>,
+}
+
+/// The outcome of a status update and who must hear about it.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// What happened.
+    pub event: ReceiptEvent,
+    /// `(user, event cursor)` of the other participants (empty if nothing moved).
+    pub targets: Vec<(Uuid, i64)>,
+}
+
+/// A durable event of a user's log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Event {
+    /// A new message in one of the user's chats.
+    Message {
+        /// The message (its status as of reading).
+        message: Message,
+    },
+    /// A watermark moved on the user's messages.
+    Receipt(ReceiptEvent),
+}
+
+/// A login code to store.
+#[derive(Debug, Clone)]
+pub struct LoginCode {
+    /// The user it logs in.
+    pub user: Uuid,
+    /// Their phone number.
+    pub phone_number: String,
+    /// Hash of the code.
+    pub code_hash: String,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// A try at a login code.
+#[derive(Debug, Clone)]
+pub struct CodeAttempt {
+    /// The phone number the code was sent to.
+    pub phone_number: String,
+    /// Hash of the code tried.
+    pub code_hash: String,
+    /// Now, in milliseconds since the epoch.
+    pub now: i64,
+    /// Hash of the token to create when the code matches.
+    pub token_hash: String,
+    /// Wrong tries after which the code is burned.
+    pub max_attempts: i64,
+}
+
+/// The outcome of a [`CodeAttempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The code matched; the token now belongs to this user.
+    Valid(User),
+    /// No code, a wrong code, or an expired one.
+    Invalid,
+    /// The code was burned by too many wrong tries.
+    TooManyAttempts,
 }
 
 /// A chat and the ids of its participants.
@@ -171,6 +231,16 @@ pub trait Store: Send + Sync + 'static {
     /// The user of a live (not revoked) token, by the token's hash.
     async fn user_by_token(&self, token_hash: &str) -> StoreResult<Option<User>>;
 
+    /// Adds a token for `user`.
+    async fn add_token(&self, user: Uuid, token_hash: String) -> StoreResult<()>;
+    /// Revokes a token; `false` if it was unknown or already revoked.
+    async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool>;
+    /// Stores the login code of a user (replacing an earlier one, attempts reset).
+    async fn put_login_code(&self, code: LoginCode) -> StoreResult<()>;
+    /// Checks a login code and, when it matches, consumes it and stores `token_hash`
+    /// as a new token of its user, in one transaction.
+    async fn redeem_login_code(&self, attempt: CodeAttempt) -> StoreResult<Redeemed>;
+
     /// Finds the 1:1 chat of two users or creates it (`true` when created);
     /// three or more participants always make a new chat.
     async fn create_chat(
@@ -201,6 +271,16 @@ pub trait Store: Send + Sync + 'static {
         message_id: Uuid,
         status: MessageStatus,
     ) -> StoreResult<Receipt>;
+
+    /// The cursor of the newest event of `user`'s log (0 when empty).
+    async fn event_cursor(&self, user: Uuid) -> StoreResult<i64>;
+    /// Up to `limit` events of `user`'s log after `cursor`, oldest first.
+    async fn events_since(
+        &self,
+        user: Uuid,
+        cursor: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, Event)>>;
 
     /// Finishes pending writes and closes the database.
     async fn close(&self);

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use self::writer::WriterHandle;
 use super::{
-    ChatQuery, ChatView, MessageQuery, NewMessage, NewUser, Page, Receipt, Sent, Store, StoreError,
-    StoreResult,
+    ChatQuery, ChatView, CodeAttempt, Event, LoginCode, MessageQuery, NewMessage, NewUser, Page,
+    Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
 };
 use crate::domain::PhoneNumber;
 
@@ -26,7 +26,10 @@ use crate::domain::PhoneNumber;
 const READERS: usize = 4;
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_login_codes.sql"),
+];
 
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +235,26 @@ impl Store for SqliteStore {
         self.read(move |conn| sql::user_by_token(conn, &hash)).await
     }
 
+    async fn add_token(&self, user: Uuid, token_hash: String) -> StoreResult<()> {
+        self.write(move |conn| sql::add_token(conn, user, &token_hash))
+            .await
+    }
+
+    async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let hash = token_hash.to_owned();
+        self.write(move |conn| sql::revoke_token(conn, &hash)).await
+    }
+
+    async fn put_login_code(&self, code: LoginCode) -> StoreResult<()> {
+        self.write(move |conn| sql::put_login_code(conn, &code))
+            .await
+    }
+
+    async fn redeem_login_code(&self, attempt: CodeAttempt) -> StoreResult<Redeemed> {
+        self.write(move |conn| sql::redeem_login_code(conn, &attempt))
+            .await
+    }
+
     async fn create_chat(
         &self,
         participants: Vec<Uuid>,
@@ -289,6 +312,20 @@ impl Store for SqliteStore {
         status: MessageStatus,
     ) -> StoreResult<Receipt> {
         self.write(move |conn| sql::mark_status(conn, chat_id, user, message_id, status))
+            .await
+    }
+
+    async fn event_cursor(&self, user: Uuid) -> StoreResult<i64> {
+        self.read(move |conn| sql::event_cursor(conn, user)).await
+    }
+
+    async fn events_since(
+        &self,
+        user: Uuid,
+        cursor: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, Event)>> {
+        self.read(move |conn| sql::events_since(conn, user, cursor, limit))
             .await
     }
 

@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
-    ChatQuery, ChatView, MessageCursor, MessageQuery, NewMessage, NewUser, Page, Receipt,
-    SendTarget, Sent, StoreError, StoreResult,
+    ChatQuery, ChatView, CodeAttempt, Event as LogEvent, LoginCode, MessageCursor, MessageQuery,
+    NewMessage, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SendTarget, Sent, StoreError,
+    StoreResult,
 };
 
 /// A participant of a chat and their watermarks.
@@ -138,6 +139,70 @@ pub fn user_by_token(conn: &Connection, token_hash: &str) -> StoreResult<Option<
         .prepare_cached(&sql)?
         .query_row([token_hash], user_from_row)
         .optional()?)
+}
+
+pub fn add_token(conn: &Connection, user: Uuid, token_hash: &str) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![token_hash, user.to_string(), now_ms()])?;
+    Ok(())
+}
+
+pub fn revoke_token(conn: &Connection, token_hash: &str) -> StoreResult<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE tokens SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![token_hash, now_ms()])?;
+    Ok(changed > 0)
+}
+
+pub fn put_login_code(conn: &Connection, code: &LoginCode) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO login_codes (phone_number, user_id, code_hash, expires_at, attempts)
+         VALUES (?1, ?2, ?3, ?4, 0)
+         ON CONFLICT (phone_number) DO UPDATE SET
+             user_id = excluded.user_id, code_hash = excluded.code_hash,
+             expires_at = excluded.expires_at, attempts = 0",
+    )?
+    .execute(params![
+        code.phone_number,
+        code.user.to_string(),
+        code.code_hash,
+        code.expires_at
+    ])?;
+    Ok(())
+}
+
+pub fn redeem_login_code(conn: &Connection, attempt: &CodeAttempt) -> StoreResult<Redeemed> {
+    let row: Option<(Uuid, String, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT user_id, code_hash, expires_at, attempts FROM login_codes WHERE phone_number = ?1",
+        )?
+        .query_row([&attempt.phone_number], |r| Ok((uuid_at(r, 0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((user, code_hash, expires_at, attempts)) = row else {
+        return Ok(Redeemed::Invalid);
+    };
+    if attempts >= attempt.max_attempts {
+        return Ok(Redeemed::TooManyAttempts);
+    }
+    if expires_at <= attempt.now {
+        return Ok(Redeemed::Invalid);
+    }
+    if !constant_time_eq::constant_time_eq(code_hash.as_bytes(), attempt.code_hash.as_bytes()) {
+        conn.prepare_cached(
+            "UPDATE login_codes SET attempts = attempts + 1 WHERE phone_number = ?1",
+        )?
+        .execute([&attempt.phone_number])?;
+        return Ok(Redeemed::Invalid);
+    }
+    conn.prepare_cached("DELETE FROM login_codes WHERE phone_number = ?1")?
+        .execute([&attempt.phone_number])?;
+    add_token(conn, user, &attempt.token_hash)?;
+    let user = user_where(conn, "id", &user.to_string())?.ok_or(StoreError::UserNotFound)?;
+    Ok(Redeemed::Valid(user))
 }
 
 pub fn members(conn: &Connection, chat_id: Uuid) -> StoreResult<Vec<Member>> {
@@ -425,7 +490,7 @@ pub fn send_message(conn: &Connection, new: &NewMessage) -> StoreResult<Sent> {
     if let Some(message) = existing_send(conn, new)? {
         return Ok(Sent {
             message,
-            events: Vec::new(),
+            targets: Vec::new(),
             duplicate: true,
         });
     }
@@ -488,9 +553,80 @@ pub fn send_message(conn: &Connection, new: &NewMessage) -> StoreResult<Sent> {
     };
     Ok(Sent {
         message,
-        events,
+        targets: events,
         duplicate: false,
     })
+}
+
+/// The cursor of the newest event of `user`'s log.
+pub fn event_cursor(conn: &Connection, user: Uuid) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT event_seq FROM users WHERE id = ?1")?
+        .query_row([user.to_string()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::UserNotFound)
+}
+
+/// Up to `limit` events of `user`'s log after `cursor`, oldest first.
+pub fn events_since(
+    conn: &Connection,
+    user: Uuid,
+    cursor: i64,
+    limit: u32,
+) -> StoreResult<Vec<(i64, LogEvent)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, kind, chat_id, message_id, status, actor, created_at FROM events
+         WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    type Row = (i64, String, Uuid, Uuid, Option<String>, Option<String>, i64);
+    let rows = stmt
+        .query_map(params![user.to_string(), cursor, i64::from(limit)], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                uuid_at(row, 2)?,
+                uuid_at(row, 3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<Row>, _>>()?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (seq, kind, chat_id, message_id, status, actor, at) in rows {
+        let event = match kind.as_str() {
+            "message" => LogEvent::Message {
+                message: message_by_id(conn, message_id)?,
+            },
+            _ => LogEvent::Receipt(ReceiptEvent {
+                chat_id,
+                message_id,
+                status: if status.as_deref() == Some("read") {
+                    MessageStatus::Read
+                } else {
+                    MessageStatus::Delivered
+                },
+                user: actor.unwrap_or_default(),
+                at: format_ms(at),
+            }),
+        };
+        events.push((seq, event));
+    }
+    Ok(events)
+}
+
+/// A message with its current status.
+fn message_by_id(conn: &Connection, id: Uuid) -> StoreResult<Message> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.id = ?1"
+    );
+    let mut message = conn
+        .prepare_cached(&sql)?
+        .query_row([id.to_string()], message_from_row)
+        .optional()?
+        .ok_or(StoreError::MessageNotFound)?;
+    let members = members(conn, message.chat_id)?;
+    message.status = status_of(&members, &message.sender, message.seq);
+    Ok(message)
 }
 
 pub fn mark_status(
@@ -540,12 +676,14 @@ pub fn mark_status(
         }
     }
     Ok(Receipt {
-        chat_id,
-        message_id,
-        status,
-        user: me.phone.clone(),
-        at: format_ms(now),
-        events,
+        event: ReceiptEvent {
+            chat_id,
+            message_id,
+            status,
+            user: me.phone.clone(),
+            at: format_ms(now),
+        },
+        targets: events,
     })
 }
 

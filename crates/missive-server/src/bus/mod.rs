@@ -1,0 +1,56 @@
+//! The fan-out boundary. The store is the truth and the bus is only a hint:
+//! events are published after their commit, and a connection that misses one
+//! notices the gap in its cursors and reads the store.
+
+mod local;
+
+pub use local::LocalBus;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::Event;
+
+/// What travels on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Payload {
+    /// A committed event of the targets' logs.
+    Durable {
+        /// The event.
+        event: Event,
+    },
+    /// A participant is (not) typing: never stored, never replayed.
+    #[serde(rename_all = "camelCase")]
+    Typing {
+        /// The chat.
+        chat_id: Uuid,
+        /// Phone number of who is typing.
+        user: String,
+        /// Whether they are typing.
+        is_typing: bool,
+    },
+}
+
+/// A payload and the users it is for, each with their event cursor
+/// (`None` for ephemeral payloads).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `(user, cursor)` pairs.
+    pub targets: Vec<(Uuid, Option<i64>)>,
+    /// The shared payload.
+    pub payload: Arc<Payload>,
+}
+
+/// Delivers envelopes to every connection of their targets, on every node.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes after the commit; best effort (the store is the fallback).
+    async fn publish(&self, envelope: Envelope);
+}
+
+/// A shared handle on the bus.
+pub type DynBus = Arc<dyn Bus>;

@@ -1,0 +1,207 @@
+//! Parsing of client frames: the typed frames of API.md §5 and the original
+//! sandbox frame `{"From","To","Content"}` (keys case-insensitive).
+
+use missive_protocol::{ClientFrame, MessageStatus};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Largest text frame accepted, in bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// What a client asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// A typed `send`.
+    Send {
+        /// Echoed in the `ack`.
+        reference: Option<String>,
+        /// Target chat.
+        chat_id: Option<Uuid>,
+        /// Target phone number.
+        to: Option<String>,
+        /// The text.
+        content: String,
+        /// Idempotency key.
+        client_message_id: Option<String>,
+    },
+    /// The sandbox frame: a send from `from` (must be the connection's user) to `to`.
+    Sandbox {
+        /// Claimed sender: phone number or user id.
+        from: String,
+        /// Receiver's phone number.
+        to: String,
+        /// The text.
+        content: String,
+    },
+    /// Move the caller's watermark.
+    Receipt {
+        /// The chat.
+        chat_id: Uuid,
+        /// The watermark message.
+        message_id: Uuid,
+        /// `delivered` or `read`.
+        status: MessageStatus,
+    },
+    /// Typing indicator.
+    Typing {
+        /// The chat.
+        chat_id: Uuid,
+        /// Whether the caller is typing.
+        is_typing: bool,
+    },
+    /// Keep-alive.
+    Ping,
+}
+
+/// A frame that could not be understood; answered with an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// The frame's `ref`, when it had one.
+    pub reference: Option<String>,
+    /// Stable snake_case reason.
+    pub code: &'static str,
+    /// Human text.
+    pub message: String,
+}
+
+impl FrameError {
+    fn invalid(reference: Option<String>, message: impl Into<String>) -> Self {
+        FrameError {
+            reference,
+            code: "invalid_frame",
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<Command, FrameError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(FrameError {
+            reference: None,
+            code: "frame_too_large",
+            message: format!("frames are limited to {MAX_FRAME_BYTES} bytes"),
+        });
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| FrameError::invalid(None, format!("not JSON: {e}")))?;
+    let Value::Object(object) = &value else {
+        return Err(FrameError::invalid(None, "a frame is a JSON object"));
+    };
+    let reference = object.get("ref").and_then(Value::as_str).map(str::to_owned);
+    if !object.contains_key("type") {
+        return parse_sandbox(object).ok_or_else(|| {
+            FrameError::invalid(
+                reference,
+                "a frame needs a \"type\" (or is {\"From\",\"To\",\"Content\"})",
+            )
+        });
+    }
+    let frame: ClientFrame = serde_json::from_value(value.clone())
+        .map_err(|e| FrameError::invalid(reference.clone(), e.to_string()))?;
+    Ok(match frame {
+        ClientFrame::Send {
+            reference,
+            chat_id,
+            to,
+            content,
+            client_message_id,
+        } => Command::Send {
+            reference,
+            chat_id,
+            to,
+            content,
+            client_message_id,
+        },
+        ClientFrame::Receipt {
+            chat_id,
+            message_id,
+            status,
+        } => Command::Receipt {
+            chat_id,
+            message_id,
+            status,
+        },
+        ClientFrame::Typing { chat_id, is_typing } => Command::Typing { chat_id, is_typing },
+        ClientFrame::Ping => Command::Ping,
+    })
+}
+
+/// `{"From","To","Content"}` with keys in any case; all three strings.
+fn parse_sandbox(object: &serde_json::Map<String, Value>) -> Option<Command> {
+    let field = |name: &str| {
+        object
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_owned)
+    };
+    Some(Command::Sandbox {
+        from: field("from")?,
+        to: field("to")?,
+        content: field("content")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_frames_have_case_insensitive_keys() {
+        for text in [
+            r#"{"From":"+1234567890","To":"+0987654321","Content":"hi"}"#,
+            r#"{"from":"+1234567890","TO":"+0987654321","content":"hi"}"#,
+        ] {
+            assert_eq!(
+                parse(text),
+                Ok(Command::Sandbox {
+                    from: "+1234567890".into(),
+                    to: "+0987654321".into(),
+                    content: "hi".into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn typed_frames_parse() {
+        assert_eq!(parse(r#"{"type":"ping"}"#), Ok(Command::Ping));
+        let chat = Uuid::now_v7();
+        assert_eq!(
+            parse(&format!(
+                r#"{{"type":"typing","chatId":"{chat}","isTyping":true}}"#
+            )),
+            Ok(Command::Typing {
+                chat_id: chat,
+                is_typing: true
+            })
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_errors_that_keep_the_ref() {
+        let cases = [
+            ("garbage", None),
+            ("[1,2]", None),
+            (r#"{"type":"launch"}"#, None),
+            (r#"{"type":"send","ref":"r9"}"#, Some("r9")),
+            (r#"{"From":"+1234567890","To":5,"Content":"x"}"#, None),
+            (r#"{"hello":"world","ref":"r1"}"#, Some("r1")),
+        ];
+        for (text, reference) in cases {
+            let error = parse(text).expect_err(text);
+            assert_eq!(error.code, "invalid_frame", "{text}");
+            assert_eq!(error.reference.as_deref(), reference, "{text}");
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_parsing() {
+        let text = format!(
+            r#"{{"type":"ping","pad":"{}"}}"#,
+            "x".repeat(MAX_FRAME_BYTES)
+        );
+        assert_eq!(parse(&text).expect_err("too large").code, "frame_too_large");
+    }
+}

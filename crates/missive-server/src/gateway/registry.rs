@@ -1,0 +1,161 @@
+//! The node's live connections, per user. Delivery never waits: each
+//! connection has a bounded queue, and a connection whose queue is full is
+//! told to close (1013) and resume with `since=`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+use crate::bus::{Envelope, Payload};
+
+/// Frames queued per connection before it counts as a slow reader.
+pub const QUEUE: usize = 1024;
+
+/// An item of a connection's queue: a payload and its cursor for that user.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// The user's event cursor (`None` for ephemeral payloads).
+    pub cursor: Option<i64>,
+    /// The payload.
+    pub payload: Arc<Payload>,
+}
+
+struct Connection {
+    id: u64,
+    queue: mpsc::Sender<Outbound>,
+    overflow: Arc<Notify>,
+}
+
+/// A registered connection's end: its queue and the overflow signal.
+pub struct Subscription {
+    /// The user.
+    pub user: Uuid,
+    /// Registry-unique id.
+    pub id: u64,
+    /// Incoming payloads.
+    pub queue: mpsc::Receiver<Outbound>,
+    /// Fires when the queue overflowed and the connection must close.
+    pub overflow: Arc<Notify>,
+}
+
+/// Live connections of this node.
+#[derive(Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    users: Mutex<HashMap<Uuid, Vec<Connection>>>,
+}
+
+impl Registry {
+    /// Registers a new connection of `user`.
+    pub fn register(&self, user: Uuid) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let overflow = Arc::new(Notify::new());
+        let connection = Connection {
+            id,
+            queue: tx,
+            overflow: overflow.clone(),
+        };
+        if let Ok(mut users) = self.users.lock() {
+            users.entry(user).or_default().push(connection);
+        }
+        Subscription {
+            user,
+            id,
+            queue: rx,
+            overflow,
+        }
+    }
+
+    /// Removes a connection.
+    pub fn unregister(&self, user: Uuid, id: u64) {
+        if let Ok(mut users) = self.users.lock()
+            && let Some(connections) = users.get_mut(&user)
+        {
+            connections.retain(|c| c.id != id);
+            if connections.is_empty() {
+                users.remove(&user);
+            }
+        }
+    }
+
+    /// Open connections in total.
+    pub fn connections(&self) -> usize {
+        self.users
+            .lock()
+            .map(|u| u.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Queues the envelope on every connection of each target; never blocks.
+    pub fn deliver(&self, envelope: &Envelope) {
+        let Ok(users) = self.users.lock() else { return };
+        for (user, cursor) in &envelope.targets {
+            let Some(connections) = users.get(user) else {
+                continue;
+            };
+            for connection in connections {
+                let item = Outbound {
+                    cursor: *cursor,
+                    payload: envelope.payload.clone(),
+                };
+                match connection.queue.try_send(item) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => connection.overflow.notify_one(),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typing() -> Arc<Payload> {
+        Arc::new(Payload::Typing {
+            chat_id: Uuid::nil(),
+            user: "+1234567".into(),
+            is_typing: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn every_connection_of_a_target_gets_the_envelope() {
+        let registry = Registry::default();
+        let alice = Uuid::now_v7();
+        let bob = Uuid::now_v7();
+        let mut a1 = registry.register(alice);
+        let mut a2 = registry.register(alice);
+        let mut b = registry.register(bob);
+        registry.deliver(&Envelope {
+            targets: vec![(alice, Some(7))],
+            payload: typing(),
+        });
+        assert_eq!(a1.queue.recv().await.map(|o| o.cursor), Some(Some(7)));
+        assert_eq!(a2.queue.recv().await.map(|o| o.cursor), Some(Some(7)));
+        assert!(b.queue.try_recv().is_err());
+        registry.unregister(alice, a1.id);
+        assert_eq!(registry.connections(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_signals_overflow_instead_of_blocking() {
+        let registry = Registry::default();
+        let user = Uuid::now_v7();
+        let sub = registry.register(user);
+        for _ in 0..=QUEUE {
+            registry.deliver(&Envelope {
+                targets: vec![(user, None)],
+                payload: typing(),
+            });
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(1), sub.overflow.notified())
+            .await
+            .expect("overflow is signalled");
+    }
+}

@@ -1,0 +1,416 @@
+//! One WebSocket connection. The reader half parses client frames and runs
+//! them in order; the writer half sends the `ready` frame, replays the user's
+//! log after `since`, then forwards live events from the registry queue,
+//! skipping what it already sent and filling gaps from the store, in cursor
+//! order. Writes are batched: `feed` per frame, one `flush` per burst.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use missive_protocol::{MessageStatus, ServerFrame, User};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::frames::{self, Command};
+use super::registry::{Outbound, Subscription};
+use crate::bus::Payload;
+use crate::domain::now_ms;
+use crate::http::error::ApiError;
+use crate::service::{Draft, Recipient, SendError};
+use crate::state::AppState;
+use crate::store::{DynStore, Event};
+
+/// How often the server pings.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A peer silent for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A write that takes longer than this means the peer does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events read from the store per query while catching up.
+const REPLAY_PAGE: u32 = 256;
+/// Frames fed before a flush.
+const BURST: usize = 128;
+/// Replies (acks, errors, pongs) waiting for the writer.
+const REPLIES: usize = 64;
+
+/// Close codes.
+const GOING_AWAY: u16 = 1001;
+const TRY_AGAIN_LATER: u16 = 1013;
+const INTERNAL_ERROR: u16 = 1011;
+
+/// Serves one connection of `user` until either side ends it.
+pub async fn run(socket: WebSocket, state: AppState, user: User, since: Option<i64>) {
+    let gateway = state.gateway.clone();
+    let (sink, stream) = socket.split();
+    let mut writer = Writer {
+        sink,
+        store: state.store.clone(),
+        user: user.id,
+        last: 0,
+    };
+    // The cursor is read before registering: anything committed after it
+    // arrives through the queue or, if the queue missed it, through a gap fill.
+    let current = match state.store.event_cursor(user.id).await {
+        Ok(cursor) => cursor,
+        Err(e) => {
+            tracing::error!(error = %e, "websocket: cannot read the event cursor");
+            writer.close(INTERNAL_ERROR, "database unavailable").await;
+            return;
+        }
+    };
+    writer.last = since.map_or(current, |s| s.clamp(0, current));
+    let subscription = gateway.registry.register(user.id);
+    let (id, user_id) = (subscription.id, subscription.user);
+    let (replies_tx, replies_rx) = mpsc::channel(REPLIES);
+    let local = CancellationToken::new();
+    let last_seen = Arc::new(AtomicI64::new(now_ms()));
+    tracing::debug!(user = %user.phone_number, connection = id, since = ?since, "websocket open");
+
+    let ready = ServerFrame::Ready {
+        user: user.clone(),
+        cursor: current.to_string(),
+    };
+    let writer_task = tokio::spawn(writer.run(
+        ready,
+        subscription,
+        replies_rx,
+        gateway.shutdown.clone(),
+        local.clone(),
+        last_seen.clone(),
+    ));
+    read_loop(stream, &state, &user, replies_tx, &local, &last_seen).await;
+    local.cancel();
+    let _ = writer_task.await;
+    gateway.registry.unregister(user_id, id);
+    tracing::debug!(user = %user.phone_number, connection = id, "websocket closed");
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// The sending half of a connection.
+struct Writer {
+    sink: Sink,
+    store: DynStore,
+    user: Uuid,
+    /// Cursor of the last durable event sent.
+    last: i64,
+}
+
+impl Writer {
+    async fn run(
+        mut self,
+        ready: ServerFrame,
+        mut subscription: Subscription,
+        mut replies: mpsc::Receiver<ServerFrame>,
+        shutdown: CancellationToken,
+        local: CancellationToken,
+        last_seen: Arc<AtomicI64>,
+    ) {
+        if let Err(e) = self
+            .serve(
+                ready,
+                &mut subscription,
+                &mut replies,
+                &shutdown,
+                &local,
+                &last_seen,
+            )
+            .await
+        {
+            tracing::debug!(error = %e, "websocket writer ended");
+        }
+        local.cancel();
+    }
+
+    async fn serve(
+        &mut self,
+        ready: ServerFrame,
+        subscription: &mut Subscription,
+        replies: &mut mpsc::Receiver<ServerFrame>,
+        shutdown: &CancellationToken,
+        local: &CancellationToken,
+        last_seen: &AtomicI64,
+    ) -> anyhow::Result<()> {
+        self.feed(&ready).await?;
+        self.catch_up().await?;
+        self.flush().await?;
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    // Flush what was committed and queued, then say goodbye.
+                    while let Ok(item) = subscription.queue.try_recv() {
+                        self.deliver(item).await?;
+                    }
+                    while let Ok(frame) = replies.try_recv() {
+                        self.feed(&frame).await?;
+                    }
+                    self.close(GOING_AWAY, "server shutting down").await;
+                    return Ok(());
+                }
+                () = local.cancelled() => return Ok(()),
+                () = subscription.overflow.notified() => {
+                    self.close(TRY_AGAIN_LATER, "too slow: reconnect with since=<last cursor>").await;
+                    return Ok(());
+                }
+                item = subscription.queue.recv() => {
+                    let Some(item) = item else { return Ok(()) };
+                    self.deliver(item).await?;
+                    for _ in 0..BURST {
+                        let Ok(item) = subscription.queue.try_recv() else { break };
+                        self.deliver(item).await?;
+                    }
+                    self.flush().await?;
+                }
+                frame = replies.recv() => {
+                    let Some(frame) = frame else { return Ok(()) };
+                    self.feed(&frame).await?;
+                    for _ in 0..BURST {
+                        let Ok(frame) = replies.try_recv() else { break };
+                        self.feed(&frame).await?;
+                    }
+                    self.flush().await?;
+                }
+                _ = ping.tick() => {
+                    let silent_ms = now_ms() - last_seen.load(Ordering::Relaxed);
+                    if silent_ms > IDLE_TIMEOUT.as_millis() as i64 {
+                        self.close(GOING_AWAY, "idle timeout").await;
+                        return Ok(());
+                    }
+                    timed(self.sink.send(Message::Ping(Default::default()))).await?;
+                }
+            }
+        }
+    }
+
+    /// Sends a queued item in cursor order: skips what was sent, fills gaps from the store.
+    async fn deliver(&mut self, item: Outbound) -> anyhow::Result<()> {
+        match item.cursor {
+            None => self.feed(&frame_of(None, &item.payload)).await,
+            Some(cursor) if cursor <= self.last => Ok(()),
+            Some(cursor) if cursor == self.last + 1 => {
+                self.feed(&frame_of(Some(cursor), &item.payload)).await?;
+                self.last = cursor;
+                Ok(())
+            }
+            Some(cursor) => {
+                self.catch_up().await?;
+                if cursor > self.last {
+                    // The store did not show it yet (cannot happen after a commit); send it anyway.
+                    self.feed(&frame_of(Some(cursor), &item.payload)).await?;
+                    self.last = cursor;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends every event of the user's log after `last`, from the store.
+    async fn catch_up(&mut self) -> anyhow::Result<()> {
+        loop {
+            let events = self
+                .store
+                .events_since(self.user, self.last, REPLAY_PAGE)
+                .await?;
+            let full = events.len() as u32 == REPLAY_PAGE;
+            for (cursor, event) in events {
+                self.feed(&durable_frame(cursor, event)).await?;
+                self.last = cursor;
+            }
+            if !full {
+                return Ok(());
+            }
+            self.flush().await?;
+        }
+    }
+
+    async fn feed(&mut self, frame: &ServerFrame) -> anyhow::Result<()> {
+        let text = serde_json::to_string(frame)?;
+        timed(self.sink.feed(Message::Text(text.into()))).await
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        timed(self.sink.flush()).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.send(frame)).await;
+    }
+}
+
+/// A socket write that gives up when the peer stops reading.
+async fn timed(io: impl Future<Output = Result<(), axum::Error>>) -> anyhow::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, io)
+        .await
+        .map_err(|_| anyhow::anyhow!("write timed out: the peer does not read"))??;
+    Ok(())
+}
+
+fn durable_frame(cursor: i64, event: Event) -> ServerFrame {
+    let cursor = cursor.to_string();
+    match event {
+        Event::Message { message } => ServerFrame::Message { message, cursor },
+        Event::Receipt(r) => ServerFrame::Receipt {
+            chat_id: r.chat_id,
+            message_id: r.message_id,
+            status: r.status,
+            user: r.user,
+            at: r.at,
+            cursor,
+        },
+    }
+}
+
+fn frame_of(cursor: Option<i64>, payload: &Payload) -> ServerFrame {
+    match payload {
+        Payload::Durable { event } => durable_frame(cursor.unwrap_or_default(), event.clone()),
+        Payload::Typing {
+            chat_id,
+            user,
+            is_typing,
+        } => ServerFrame::Typing {
+            chat_id: *chat_id,
+            user: user.clone(),
+            is_typing: *is_typing,
+        },
+    }
+}
+
+/// Reads client frames and runs them in order until the peer leaves or the writer stops.
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    state: &AppState,
+    user: &User,
+    replies: mpsc::Sender<ServerFrame>,
+    local: &CancellationToken,
+    last_seen: &AtomicI64,
+) {
+    loop {
+        let next = tokio::select! {
+            () = local.cancelled() => return,
+            next = stream.next() => next,
+        };
+        let Some(Ok(message)) = next else { return };
+        last_seen.store(now_ms(), Ordering::Relaxed);
+        let reply = match message {
+            Message::Text(text) => execute(state, user, text.as_str()).await,
+            Message::Binary(_) => Some(error_frame(
+                None,
+                "invalid_frame",
+                "binary frames are not supported",
+            )),
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => None,
+        };
+        if let Some(frame) = reply
+            && replies.send(frame).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Runs one client frame; the answer, if any.
+async fn execute(state: &AppState, user: &User, text: &str) -> Option<ServerFrame> {
+    let command = match frames::parse(text) {
+        Ok(command) => command,
+        Err(e) => return Some(error_frame(e.reference, e.code, e.message)),
+    };
+    match command {
+        Command::Ping => Some(ServerFrame::Pong),
+        Command::Send {
+            reference,
+            chat_id,
+            to,
+            content,
+            client_message_id,
+        } => {
+            let outcome = match (
+                Draft::parse(content, client_message_id),
+                Recipient::parse(chat_id, to.as_deref()),
+            ) {
+                (Ok(draft), Ok(to)) => state.service.send(user.clone(), to, draft).await,
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            Some(ack_or_error(reference, outcome))
+        }
+        Command::Sandbox { from, to, content } => {
+            let from = from.trim();
+            if from != user.phone_number && from != user.id.to_string() {
+                return Some(error_frame(
+                    None,
+                    "forbidden",
+                    "\"From\" must be this connection's user",
+                ));
+            }
+            let outcome = match (
+                Draft::parse(content, None),
+                Recipient::parse(None, Some(&to)),
+            ) {
+                (Ok(draft), Ok(to)) => state.service.send(user.clone(), to, draft).await,
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            Some(ack_or_error(None, outcome))
+        }
+        Command::Receipt {
+            chat_id,
+            message_id,
+            status,
+        } => {
+            if status == MessageStatus::Sent {
+                return Some(error_frame(
+                    None,
+                    "invalid_frame",
+                    "status must be \"delivered\" or \"read\"",
+                ));
+            }
+            match state
+                .service
+                .mark_status(chat_id, user.id, message_id, status)
+                .await
+            {
+                Ok(_) => None,
+                Err(e) => Some(api_error_frame(None, e.into())),
+            }
+        }
+        Command::Typing { chat_id, is_typing } => {
+            match state.service.typing(user, chat_id, is_typing).await {
+                Ok(()) => None,
+                Err(e) => Some(api_error_frame(None, e.into())),
+            }
+        }
+    }
+}
+
+fn ack_or_error(
+    reference: Option<String>,
+    outcome: Result<missive_protocol::Message, SendError>,
+) -> ServerFrame {
+    match outcome {
+        Ok(message) => ServerFrame::Ack { reference, message },
+        Err(e) => api_error_frame(reference, e.into()),
+    }
+}
+
+fn api_error_frame(reference: Option<String>, error: ApiError) -> ServerFrame {
+    error_frame(reference, error.code(), error.message().to_owned())
+}
+
+fn error_frame(reference: Option<String>, code: &str, message: impl Into<String>) -> ServerFrame {
+    ServerFrame::Error {
+        reference,
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
