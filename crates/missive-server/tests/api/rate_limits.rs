@@ -1,0 +1,71 @@
+//! Rate limits (API.md §2, §6): 429 with `Retry-After` and the error body.
+//! The rest of the suite runs with both limits at 0 (disabled).
+
+use missive_client::RawResponse;
+use serde_json::json;
+
+use crate::helpers::{ALICE, BOB, spawn_app_with};
+
+/// Asserts a 429 with a numeric `Retry-After` and a `{"code","message"}` body.
+fn assert_rate_limited(raw: &RawResponse) {
+    assert_eq!(raw.status, 429, "body: {}", raw.body);
+    let retry_after = raw.header("retry-after").expect("a Retry-After header");
+    retry_after
+        .trim()
+        .parse::<u64>()
+        .unwrap_or_else(|_| panic!("Retry-After is a number of seconds: {retry_after:?}"));
+    let body = raw.error_body().expect("the error body");
+    assert_eq!(body.code, "rate_limited");
+    assert!(!body.message.is_empty());
+}
+
+#[tokio::test]
+async fn sending_faster_than_the_send_rate_limit_returns_429_with_retry_after() {
+    let app = spawn_app_with(|config| config.send_rate_limit = 1).await;
+    let alice = app.user(ALICE).await;
+    app.register(BOB).await;
+    let body = json!({ "receiver": BOB, "content": "fast" }).to_string();
+
+    let mut limited = None;
+    for _ in 0..40 {
+        let raw = alice
+            .client
+            .raw(
+                missive_client::Method::POST,
+                "/messages",
+                Some(body.clone()),
+                Some("application/json"),
+            )
+            .await
+            .expect("the server answers");
+        if raw.status != 201 {
+            limited = Some(raw);
+            break;
+        }
+    }
+
+    let raw = limited.expect("40 sends at once exceed 1/s with a burst of 10");
+    assert_rate_limited(&raw);
+}
+
+#[tokio::test]
+async fn registering_faster_than_the_auth_rate_limit_returns_429_with_retry_after() {
+    let app = spawn_app_with(|config| config.auth_rate_limit = 3).await;
+
+    let mut limited = None;
+    for i in 0..30 {
+        let raw = app
+            .post_json(
+                "/register",
+                &json!({ "phoneNumber": format!("+1666{i:07}") }),
+            )
+            .await;
+        if raw.status != 201 {
+            limited = Some(raw);
+            break;
+        }
+    }
+
+    let raw = limited.expect("30 registrations at once exceed 3 per minute");
+    assert_rate_limited(&raw);
+}
