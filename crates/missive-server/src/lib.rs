@@ -19,6 +19,7 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod security;
 pub mod service;
 pub mod startup;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::bus::{DynBus, Envelope, Payload};
 use crate::domain::{ClientMessageId, MessageContent, PhoneNumber};
+use crate::metrics::Metrics;
 use crate::security::RateLimits;
 use crate::store::{
     DynStore, Event, MessageQuery, NewMessage, Page, Receipt, SendTarget, StoreError,
@@ -93,12 +94,23 @@ pub struct Service {
     store: DynStore,
     bus: DynBus,
     limits: Arc<RateLimits>,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
     /// A service committing to `store` and then publishing on `bus`, within `limits`.
-    pub fn new(store: DynStore, bus: DynBus, limits: Arc<RateLimits>) -> Self {
-        Service { store, bus, limits }
+    pub fn new(
+        store: DynStore,
+        bus: DynBus,
+        limits: Arc<RateLimits>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Service {
+            store,
+            bus,
+            limits,
+            metrics,
+        }
     }
 
     async fn publish(&self, targets: Vec<(Uuid, i64)>, event: Event) {
@@ -186,6 +198,7 @@ impl Service {
         };
         let sent = self.store.send_message(new).await?;
         if !sent.duplicate {
+            self.metrics.message();
             self.publish(
                 sent.targets,
                 Event::Message {

@@ -12,6 +12,7 @@ use crate::bus::{DynBus, LocalBus};
 use crate::config::{AuthMode, Config};
 use crate::gateway::{Gateway, Registry};
 use crate::http;
+use crate::metrics::Metrics;
 use crate::security::{
     Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
 };
@@ -41,6 +42,13 @@ impl Application {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        if config.redis_url.is_some() {
+            // Scale-out (PostgreSQL + Redis) is not built yet: refuse rather than run
+            // as a lone node that an operator believes is part of a cluster.
+            anyhow::bail!(
+                "REDIS_URL is set, but this build supports one node only (in-process fan-out); unset it"
+            );
+        }
         let store = store::open(&config.database_url).await?;
         let local_addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
@@ -53,9 +61,16 @@ impl Application {
             Some(url) => Arc::new(WebhookCodeSender::new(url.clone())?),
             None => Arc::new(LogCodeSender),
         };
+        let metrics = Arc::new(Metrics::default());
         let state = AppState {
             config: Arc::new(config),
-            service: Arc::new(Service::new(store.clone(), bus, limits.clone())),
+            service: Arc::new(Service::new(
+                store.clone(),
+                bus,
+                limits.clone(),
+                metrics.clone(),
+            )),
+            metrics,
             gateway: Arc::new(Gateway::new(registry)),
             tokens: Arc::default(),
             limits,

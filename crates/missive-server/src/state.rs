@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::metrics::Metrics;
 use crate::security::{Clock, CodeSender, RateLimits, TokenCache};
 use crate::service::Service;
 use crate::store::DynStore;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// Delivers login codes.
     pub codes: Arc<dyn CodeSender>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// The time, for code expiry.
     pub clock: Arc<dyn Clock>,
 }

@@ -155,7 +155,11 @@ impl Writer {
                     self.close(GOING_AWAY, "server shutting down").await;
                     return Ok(());
                 }
-                () = local.cancelled() => return Ok(()),
+                () = local.cancelled() => {
+                    // The peer closed (or the reader failed): complete the close handshake.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
+                    return Ok(());
+                }
                 () = subscription.overflow.notified() => {
                     self.close(TRY_AGAIN_LATER, "too slow: reconnect with since=<last cursor>").await;
                     return Ok(());

@@ -15,12 +15,15 @@ pub mod users;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use self::error::{ApiError, InternalCause};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Largest request body accepted.
@@ -39,7 +42,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_headers))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            log_request,
+        ))
         .with_state(state)
 }
 
@@ -77,12 +83,17 @@ async fn limit_headers(request: Request, next: Next) -> Response {
 }
 
 /// One INFO line per request (method, path, status, latency); 5xx causes at ERROR.
-async fn log_request(request: Request, next: Next) -> Response {
+async fn log_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status().as_u16();
+    metrics.response(status);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         tracing::error!(%method, %path, status, latency_ms, cause = %cause, "request failed");

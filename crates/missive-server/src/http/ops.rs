@@ -42,12 +42,7 @@ async fn openapi() -> impl IntoResponse {
 
 /// GET /metrics: Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = format!(
-        "# HELP missive_websocket_connections Open WebSocket connections on this node.\n\
-         # TYPE missive_websocket_connections gauge\n\
-         missive_websocket_connections {}\n",
-        state.gateway.registry.connections(),
-    );
+    let body = state.metrics.render(state.gateway.registry.connections());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
