@@ -14,6 +14,7 @@
 mod error;
 mod link;
 mod query;
+pub mod ws;
 
 pub use error::ClientError;
 pub use missive_protocol as protocol;

@@ -137,6 +137,17 @@ impl Service {
         .await;
     }
 
+    /// Closes the connections of `user` opened with the revoked token.
+    pub async fn token_revoked(&self, user: Uuid, token_hash: String) {
+        let payload = Payload::TokenRevoked { token_hash };
+        self.bus
+            .publish(Envelope {
+                targets: vec![(user, None)],
+                payload: Arc::new(payload),
+            })
+            .await;
+    }
+
     /// Tells the other participants of a chat that `user` is (not) typing; never stored.
     pub async fn typing(
         &self,
@@ -232,8 +243,11 @@ impl Service {
         message_id: Uuid,
         status: MessageStatus,
     ) -> Result<Receipt, StoreError> {
-        self.store
+        let receipt = self
+            .store
             .mark_status(chat_id, user, message_id, status)
-            .await
+            .await?;
+        self.publish_receipt(&receipt).await;
+        Ok(receipt)
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::bus::{DynBus, LocalBus};
@@ -132,7 +133,13 @@ impl Application {
             shutdown.await;
             closing.shutdown.cancel();
         };
-        let served = axum::serve(self.listener, app)
+        // Small frames (an ack right after a push) must not wait for Nagle's algorithm.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .await;
         gateway.close(SHUTDOWN_GRACE).await;

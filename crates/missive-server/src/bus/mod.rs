@@ -33,6 +33,12 @@ pub enum Payload {
         /// Whether they are typing.
         is_typing: bool,
     },
+    /// A token was revoked: connections opened with it must close.
+    #[serde(rename_all = "camelCase")]
+    TokenRevoked {
+        /// SHA-256 of the token, hex.
+        token_hash: String,
+    },
 }
 
 /// A payload and the users it is for, each with their event cursor

@@ -23,10 +23,11 @@ use tokio_util::task::TaskTracker;
 use crate::http::auth::{Caller, Claim};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiQuery;
+use crate::security::tokens::hash_token;
 use crate::state::AppState;
 
 /// Read buffer per connection: small, so that idle sockets stay cheap.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 /// Bytes fed before the socket is written even without a flush.
 const WRITE_BUFFER: usize = 16 * 1024;
 /// Hard cap of the write buffer of one connection.
@@ -93,6 +94,7 @@ async fn upgrade(
 ) -> Result<Response, ApiError> {
     let since = params.since.as_deref().map(parse_cursor).transpose()?;
     let caller = caller.or_token(params.token);
+    let token_hash = caller.token().map(hash_token);
     let user = caller
         .identify(&state, params.user_id.as_deref().map(Claim::IdOrPhone))
         .await?
@@ -105,7 +107,11 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| tracker.track_future(session::run(socket, state, user, since))))
+        .on_upgrade(move |socket| {
+            tracker.track_future(Box::pin(session::run(
+                socket, state, user, since, token_hash,
+            )))
+        }))
 }
 
 /// A cursor is the decimal number of an event of the user's log.

@@ -35,16 +35,26 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const REPLAY_PAGE: u32 = 256;
 /// Frames fed before a flush.
 const BURST: usize = 128;
-/// Replies (acks, errors, pongs) waiting for the writer.
+/// Replies (acks, errors, pongs) waiting for the writer (boxed, so an idle
+/// connection's channel block stays small).
 const REPLIES: usize = 64;
 
 /// Close codes.
 const GOING_AWAY: u16 = 1001;
 const TRY_AGAIN_LATER: u16 = 1013;
+const POLICY_VIOLATION: u16 = 1008;
 const INTERNAL_ERROR: u16 = 1011;
 
 /// Serves one connection of `user` until either side ends it.
-pub async fn run(socket: WebSocket, state: AppState, user: User, since: Option<i64>) {
+/// `token_hash` is the hash of the token the connection was opened with, if any:
+/// revoking that token closes the connection (1008).
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    user: User,
+    since: Option<i64>,
+    token_hash: Option<String>,
+) {
     let gateway = state.gateway.clone();
     let (sink, stream) = socket.split();
     let mut writer = Writer {
@@ -52,6 +62,7 @@ pub async fn run(socket: WebSocket, state: AppState, user: User, since: Option<i
         store: state.store.clone(),
         user: user.id,
         last: 0,
+        token_hash,
     };
     // The cursor is read before registering: anything committed after it
     // arrives through the queue or, if the queue missed it, through a gap fill.
@@ -59,7 +70,7 @@ pub async fn run(socket: WebSocket, state: AppState, user: User, since: Option<i
         Ok(cursor) => cursor,
         Err(e) => {
             tracing::error!(error = %e, "websocket: cannot read the event cursor");
-            writer.close(INTERNAL_ERROR, "database unavailable").await;
+            Box::pin(writer.close(INTERNAL_ERROR, "database unavailable")).await;
             return;
         }
     };
@@ -92,6 +103,24 @@ pub async fn run(socket: WebSocket, state: AppState, user: User, since: Option<i
 
 type Sink = SplitSink<WebSocket, Message>;
 
+/// What woke a connection's writer.
+enum Wake {
+    /// The server is shutting down.
+    Shutdown,
+    /// The reader ended: the peer closed or failed.
+    PeerGone,
+    /// The queue overflowed: the peer does not keep up.
+    Overflow,
+    /// An event for the user.
+    Item(Outbound),
+    /// An answer to a client frame.
+    Reply(Box<ServerFrame>),
+    /// Time to ping.
+    Ping,
+    /// A channel closed.
+    Ended,
+}
+
 /// The sending half of a connection.
 struct Writer {
     sink: Sink,
@@ -99,6 +128,8 @@ struct Writer {
     user: Uuid,
     /// Cursor of the last durable event sent.
     last: i64,
+    /// Hash of the token that opened the connection.
+    token_hash: Option<String>,
 }
 
 impl Writer {
@@ -106,7 +137,7 @@ impl Writer {
         mut self,
         ready: ServerFrame,
         mut subscription: Subscription,
-        mut replies: mpsc::Receiver<ServerFrame>,
+        mut replies: mpsc::Receiver<Box<ServerFrame>>,
         shutdown: CancellationToken,
         local: CancellationToken,
         last_seen: Arc<AtomicI64>,
@@ -131,71 +162,129 @@ impl Writer {
         &mut self,
         ready: ServerFrame,
         subscription: &mut Subscription,
-        replies: &mut mpsc::Receiver<ServerFrame>,
+        replies: &mut mpsc::Receiver<Box<ServerFrame>>,
         shutdown: &CancellationToken,
         local: &CancellationToken,
         last_seen: &AtomicI64,
     ) -> anyhow::Result<()> {
-        self.feed(&ready).await?;
-        self.catch_up().await?;
-        self.flush().await?;
+        Box::pin(self.start(ready)).await?;
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
         loop {
-            tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => {
-                    // Flush what was committed and queued, then say goodbye.
-                    while let Ok(item) = subscription.queue.try_recv() {
-                        self.deliver(item).await?;
+                () = shutdown.cancelled() => Wake::Shutdown,
+                () = local.cancelled() => Wake::PeerGone,
+                () = subscription.overflow.notified() => Wake::Overflow,
+                item = subscription.queue.recv() => item.map_or(Wake::Ended, Wake::Item),
+                frame = replies.recv() => frame.map_or(Wake::Ended, Wake::Reply),
+                _ = ping.tick() => Wake::Ping,
+            };
+            // The work of each wake-up is boxed, so that an idle connection
+            // carries only the small future of the `select!` above.
+            match wake {
+                Wake::Item(item) => Box::pin(self.forward(item, subscription)).await?,
+                Wake::Reply(frame) => Box::pin(self.answer(frame, replies)).await?,
+                Wake::Ping => {
+                    if !Box::pin(self.ping(last_seen)).await? {
+                        return Ok(());
                     }
-                    while let Ok(frame) = replies.try_recv() {
-                        self.feed(&frame).await?;
-                    }
-                    self.close(GOING_AWAY, "server shutting down").await;
+                }
+                Wake::Shutdown => {
+                    Box::pin(self.goodbye(subscription, replies)).await?;
                     return Ok(());
                 }
-                () = local.cancelled() => {
+                Wake::PeerGone => {
                     // The peer closed (or the reader failed): complete the close handshake.
                     let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
                     return Ok(());
                 }
-                () = subscription.overflow.notified() => {
-                    self.close(TRY_AGAIN_LATER, "too slow: reconnect with since=<last cursor>").await;
+                Wake::Overflow => {
+                    Box::pin(self.close(
+                        TRY_AGAIN_LATER,
+                        "too slow: reconnect with since=<last cursor>",
+                    ))
+                    .await;
                     return Ok(());
                 }
-                item = subscription.queue.recv() => {
-                    let Some(item) = item else { return Ok(()) };
-                    self.deliver(item).await?;
-                    for _ in 0..BURST {
-                        let Ok(item) = subscription.queue.try_recv() else { break };
-                        self.deliver(item).await?;
-                    }
-                    self.flush().await?;
-                }
-                frame = replies.recv() => {
-                    let Some(frame) = frame else { return Ok(()) };
-                    self.feed(&frame).await?;
-                    for _ in 0..BURST {
-                        let Ok(frame) = replies.try_recv() else { break };
-                        self.feed(&frame).await?;
-                    }
-                    self.flush().await?;
-                }
-                _ = ping.tick() => {
-                    let silent_ms = now_ms() - last_seen.load(Ordering::Relaxed);
-                    if silent_ms > IDLE_TIMEOUT.as_millis() as i64 {
-                        self.close(GOING_AWAY, "idle timeout").await;
-                        return Ok(());
-                    }
-                    timed(self.sink.send(Message::Ping(Default::default()))).await?;
-                }
+                Wake::Ended => return Ok(()),
             }
         }
     }
 
+    /// The `ready` frame, then everything after `since`.
+    async fn start(&mut self, ready: ServerFrame) -> anyhow::Result<()> {
+        self.feed(&ready).await?;
+        self.catch_up().await?;
+        self.flush().await
+    }
+
+    /// Sends a burst of queued events with one flush.
+    async fn forward(
+        &mut self,
+        first: Outbound,
+        subscription: &mut Subscription,
+    ) -> anyhow::Result<()> {
+        self.deliver(first).await?;
+        for _ in 0..BURST {
+            let Ok(item) = subscription.queue.try_recv() else {
+                break;
+            };
+            self.deliver(item).await?;
+        }
+        self.flush().await
+    }
+
+    /// Sends a burst of replies with one flush.
+    async fn answer(
+        &mut self,
+        first: Box<ServerFrame>,
+        replies: &mut mpsc::Receiver<Box<ServerFrame>>,
+    ) -> anyhow::Result<()> {
+        self.feed(&first).await?;
+        for _ in 0..BURST {
+            let Ok(frame) = replies.try_recv() else { break };
+            self.feed(&frame).await?;
+        }
+        self.flush().await
+    }
+
+    /// Pings the peer; `false` (after closing) when it has been silent too long.
+    async fn ping(&mut self, last_seen: &AtomicI64) -> anyhow::Result<bool> {
+        let silent_ms = now_ms() - last_seen.load(Ordering::Relaxed);
+        if silent_ms > IDLE_TIMEOUT.as_millis() as i64 {
+            self.close(GOING_AWAY, "idle timeout").await;
+            return Ok(false);
+        }
+        timed(self.sink.send(Message::Ping(Default::default()))).await?;
+        Ok(true)
+    }
+
+    /// At shutdown: flush what was committed and queued, then say goodbye (1001).
+    async fn goodbye(
+        &mut self,
+        subscription: &mut Subscription,
+        replies: &mut mpsc::Receiver<Box<ServerFrame>>,
+    ) -> anyhow::Result<()> {
+        while let Ok(item) = subscription.queue.try_recv() {
+            self.deliver(item).await?;
+        }
+        while let Ok(frame) = replies.try_recv() {
+            self.feed(&frame).await?;
+        }
+        self.close(GOING_AWAY, "server shutting down").await;
+        Ok(())
+    }
+
     /// Sends a queued item in cursor order: skips what was sent, fills gaps from the store.
     async fn deliver(&mut self, item: Outbound) -> anyhow::Result<()> {
+        if let Payload::TokenRevoked { token_hash } = item.payload.as_ref() {
+            if self.token_hash.as_ref() == Some(token_hash) {
+                self.close(POLICY_VIOLATION, "token revoked").await;
+                anyhow::bail!("the connection's token was revoked");
+            }
+            return Ok(());
+        }
         match item.cursor {
             None => self.feed(&frame_of(None, &item.payload)).await,
             Some(cursor) if cursor <= self.last => Ok(()),
@@ -205,7 +294,7 @@ impl Writer {
                 Ok(())
             }
             Some(cursor) => {
-                self.catch_up().await?;
+                Box::pin(self.catch_up()).await?;
                 if cursor > self.last {
                     // The store did not show it yet (cannot happen after a commit); send it anyway.
                     self.feed(&frame_of(Some(cursor), &item.payload)).await?;
@@ -288,6 +377,12 @@ fn frame_of(cursor: Option<i64>, payload: &Payload) -> ServerFrame {
             user: user.clone(),
             is_typing: *is_typing,
         },
+        // Handled by `Writer::deliver` before any frame is built.
+        Payload::TokenRevoked { .. } => ServerFrame::Error {
+            reference: None,
+            code: "unauthorized".into(),
+            message: "the token was revoked".into(),
+        },
     }
 }
 
@@ -296,7 +391,7 @@ async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     state: &AppState,
     user: &User,
-    replies: mpsc::Sender<ServerFrame>,
+    replies: mpsc::Sender<Box<ServerFrame>>,
     local: &CancellationToken,
     last_seen: &AtomicI64,
 ) {
@@ -308,7 +403,8 @@ async fn read_loop(
         let Some(Ok(message)) = next else { return };
         last_seen.store(now_ms(), Ordering::Relaxed);
         let reply = match message {
-            Message::Text(text) => execute(state, user, text.as_str()).await,
+            // Boxed: the command's future is large and an idle connection should not carry it.
+            Message::Text(text) => Box::pin(execute(state, user, text.as_str())).await,
             Message::Binary(_) => Some(error_frame(
                 None,
                 "invalid_frame",
@@ -317,9 +413,16 @@ async fn read_loop(
             Message::Close(_) => return,
             Message::Ping(_) | Message::Pong(_) => None,
         };
-        if let Some(frame) = reply
-            && replies.send(frame).await.is_err()
-        {
+        let Some(frame) = reply else { continue };
+        // Most replies fit at once; waiting for room is the rare, boxed path.
+        let sent = match replies.try_send(Box::new(frame)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                Box::pin(replies.send(frame)).await.map_err(|_| ())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        };
+        if sent.is_err() {
             return;
         }
     }

@@ -106,8 +106,15 @@ impl Caller {
         let Some(token) = &self.token else {
             return Ok(None);
         };
-        match state.store.user_by_token(&hash_token(token)).await? {
-            Some(user) => Ok(Some(user)),
+        let hash = hash_token(token);
+        if let Some(user) = state.tokens.get(&hash) {
+            return Ok(Some(user));
+        }
+        match state.store.user_by_token(&hash).await? {
+            Some(user) => {
+                state.tokens.put(hash, user.clone());
+                Ok(Some(user))
+            }
             None => Err(ApiError::unauthorized("the token is invalid or revoked")),
         }
     }

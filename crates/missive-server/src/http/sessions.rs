@@ -104,11 +104,12 @@ fn invalid_code() -> ApiError {
 /// DELETE /sessions/current: revoke the token of this request; 204.
 async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
     caller.check_auth_rate(&state)?;
-    caller.require_token(&state).await?;
+    let me = caller.require_token(&state).await?;
     if let Some(token) = caller.token() {
         let hash = hash_token(token);
         state.store.revoke_token(&hash).await?;
         state.tokens.remove(&hash);
+        state.service.token_revoked(me.id, hash).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -224,8 +224,14 @@ async fn malformed_frames_get_invalid_frame_and_the_connection_stays_usable() {
         ("42", None),
         (r#"{"type":"launch","ref":"r0"}"#, Some("r0")),
         (r#"{"type":"send","ref":"r1"}"#, Some("r1")),
-        (r#"{"type":"send","ref":"r2","to":7,"content":"x"}"#, Some("r2")),
-        (r#"{"type":"receipt","chatId":"nope","messageId":"x","status":"read"}"#, None),
+        (
+            r#"{"type":"send","ref":"r2","to":7,"content":"x"}"#,
+            Some("r2"),
+        ),
+        (
+            r#"{"type":"receipt","chatId":"nope","messageId":"x","status":"read"}"#,
+            None,
+        ),
         (r#"{"type":"typing","chatId":"nope"}"#, None),
         (r#"{"From":"+1234567890","To":5,"Content":"x"}"#, None),
         (r#"{"hello":"world"}"#, None),
@@ -251,7 +257,10 @@ async fn an_error_frame_has_type_code_and_message_on_the_wire() {
     let frame = socket.next_json().await;
     assert_eq!(frame["type"], "error", "{frame}");
     assert_eq!(frame["code"], "invalid_frame");
-    assert!(frame["message"].as_str().is_some_and(|m| !m.is_empty()), "{frame}");
+    assert!(
+        frame["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{frame}"
+    );
 }
 
 #[tokio::test]
@@ -281,7 +290,10 @@ async fn refused_sends_get_an_error_with_their_ref() {
             "invalid_phone_number",
         ),
         (send("nobody", None, Some(CAROL), "hi"), "user_not_found"),
-        (send("myself", None, Some(ALICE), "hi"), "invalid_participants"),
+        (
+            send("myself", None, Some(ALICE), "hi"),
+            "invalid_participants",
+        ),
         (
             send("no-chat", Some(Uuid::now_v7()), None, "hi"),
             "chat_not_found",
@@ -292,7 +304,11 @@ async fn refused_sends_get_an_error_with_their_ref() {
         socket.send(&frame).await;
         let reply = socket.next().await;
         let (reference, got) = error_of(&reply);
-        let ClientFrame::Send { reference: sent_ref, .. } = &frame else {
+        let ClientFrame::Send {
+            reference: sent_ref,
+            ..
+        } = &frame
+        else {
             unreachable!()
         };
         assert_eq!(got, code, "for {sent_ref:?}");

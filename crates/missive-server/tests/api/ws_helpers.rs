@@ -87,7 +87,10 @@ impl Socket {
 
     /// Sends a typed frame.
     pub async fn send(&mut self, frame: &ClientFrame) {
-        self.conn.send_frame(frame).await.expect("the frame is sent");
+        self.conn
+            .send_frame(frame)
+            .await
+            .expect("the frame is sent");
     }
 
     /// Sends raw text.
@@ -113,7 +116,12 @@ impl Socket {
 
     /// Sends `content` to `to` (a chat or a phone) over the socket and waits
     /// for its `ack` (matched by `ref`); returns the acknowledged message.
-    pub async fn send_message(&mut self, reference: &str, to: Target<'_>, content: &str) -> Message {
+    pub async fn send_message(
+        &mut self,
+        reference: &str,
+        to: Target<'_>,
+        content: &str,
+    ) -> Message {
         let (chat_id, to) = match to {
             Target::Chat(id) => (Some(id), None),
             Target::Phone(phone) => (None, Some(phone.to_owned())),
@@ -133,9 +141,10 @@ impl Socket {
     pub async fn ack(&mut self, reference: &str) -> Message {
         let (message, _) = self
             .until(|frame| match frame {
-                ServerFrame::Ack { reference: r, message } if r.as_deref() == Some(reference) => {
-                    Some(message.clone())
-                }
+                ServerFrame::Ack {
+                    reference: r,
+                    message,
+                } if r.as_deref() == Some(reference) => Some(message.clone()),
                 ServerFrame::Message { .. } | ServerFrame::Receipt { .. } => None,
                 other => panic!("expected the ack of {reference:?}, got {other:?}"),
             })

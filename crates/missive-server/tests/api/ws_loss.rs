@@ -11,18 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use missive_client::protocol::{Message, SendMessageRequest, ServerFrame};
+use missive_client::protocol::{ClientFrame, Message, SendMessageRequest, ServerFrame};
 use missive_client::ws::WsError;
 use uuid::Uuid;
 
 use crate::helpers::{TestUser, spawn_app};
-use crate::ws_helpers::{Socket, Target, cursor_number, open_as, resume_as};
+use crate::ws_helpers::{Socket, cursor_number, open_as, resume_as};
 
 const SENDERS: usize = 4;
 const RECIPIENTS: usize = 4;
 const PER_SENDER: usize = 500;
 /// The whole exchange must settle within this.
-const DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(20);
 
 /// xorshift64*: a tiny seeded generator, enough for a test schedule.
 struct Rng(u64);
@@ -119,6 +119,7 @@ async fn every_message_arrives_exactly_once_in_order_despite_random_reconnects()
             by_chat.entry(message.chat_id).or_default().push(message);
         }
     }
+    println!("every send acknowledged after {:?}", started.elapsed());
     let total: usize = expected.iter().map(HashSet::len).sum();
     assert_eq!(total, SENDERS * PER_SENDER, "every send was acknowledged");
 
@@ -156,7 +157,10 @@ async fn every_message_arrives_exactly_once_in_order_despite_random_reconnects()
                 }
                 None => {
                     first.insert(message.id, message);
-                    per_chat.entry(message.chat_id).or_default().push(message.seq);
+                    per_chat
+                        .entry(message.chat_id)
+                        .or_default()
+                        .push(message.seq);
                 }
             }
         }
@@ -188,45 +192,63 @@ async fn every_message_arrives_exactly_once_in_order_despite_random_reconnects()
     println!("ws_loss took {:?}", started.elapsed());
 }
 
+/// WebSocket sends in flight before waiting for their acks.
+const WINDOW: usize = 25;
+
 /// Sends `PER_SENDER` messages to random recipients; returns `(recipient, message)` per ack.
+///
+/// Over WebSocket the sends are pipelined (`WINDOW` frames, then their acks),
+/// as a real client would; over HTTP they are sequential.
 async fn send_all(
     sender: TestUser,
     targets: Vec<String>,
     mut rng: Rng,
     over_ws: bool,
 ) -> Vec<(usize, Message)> {
-    let mut socket = if over_ws {
-        Some(open_as(&sender).await)
-    } else {
-        None
-    };
+    let plan: Vec<(usize, String)> = (0..PER_SENDER)
+        .map(|n| {
+            let recipient = rng.below(targets.len() as u64) as usize;
+            let content = format!(
+                "{} #{n} to {}",
+                sender.user.phone_number, targets[recipient]
+            );
+            (recipient, content)
+        })
+        .collect();
     let mut sent = Vec::with_capacity(PER_SENDER);
-    for n in 0..PER_SENDER {
-        let recipient = rng.below(targets.len() as u64) as usize;
-        let to = &targets[recipient];
-        let content = format!("{} #{n} to {to}", sender.user.phone_number);
-        let message = match &mut socket {
-            Some(socket) => {
+    if over_ws {
+        let mut socket = open_as(&sender).await;
+        for (w, window) in plan.chunks(WINDOW).enumerate() {
+            for (i, (recipient, content)) in window.iter().enumerate() {
                 socket
-                    .send_message(&format!("r{n}"), Target::Phone(to), &content)
-                    .await
+                    .send(&ClientFrame::Send {
+                        reference: Some(format!("{w}-{i}")),
+                        chat_id: None,
+                        to: Some(targets[*recipient].clone()),
+                        content: content.clone(),
+                        client_message_id: None,
+                    })
+                    .await;
             }
-            None => {
-                let request = SendMessageRequest {
-                    receiver: Some(to.clone()),
-                    content,
-                    ..SendMessageRequest::default()
-                };
-                let response = sender
-                    .client
-                    .send_message(&request)
-                    .await
-                    .expect("the send succeeds");
-                assert_eq!(response.status, 201);
-                response.body
+            for (i, (recipient, _)) in window.iter().enumerate() {
+                sent.push((*recipient, socket.ack(&format!("{w}-{i}")).await));
             }
-        };
-        sent.push((recipient, message));
+        }
+    } else {
+        for (recipient, content) in plan {
+            let request = SendMessageRequest {
+                receiver: Some(targets[recipient].clone()),
+                content,
+                ..SendMessageRequest::default()
+            };
+            let response = sender
+                .client
+                .send_message(&request)
+                .await
+                .expect("the send succeeds");
+            assert_eq!(response.status, 201);
+            sent.push((recipient, response.body));
+        }
     }
     sent
 }
@@ -251,10 +273,10 @@ async fn churning_reader(
                 );
                 last = cursor;
                 log.lock().expect("not poisoned").messages.push(message);
-                rng.one_in(150)
+                rng.one_in(20)
             }
             Ok(other) => panic!("unexpected frame {other:?}"),
-            Err(WsError::Timeout(_)) => rng.one_in(5),
+            Err(WsError::Timeout(_)) => rng.one_in(3),
             Err(e) if e.is_disconnect() => {
                 log.lock().expect("not poisoned").server_closes += 1;
                 true

@@ -28,7 +28,10 @@ async fn the_first_frame_is_ready_with_the_user_and_a_cursor() {
     assert_keys(&ready["user"], USER_KEYS);
     assert_eq!(ready["user"]["phoneNumber"], ALICE);
     assert_eq!(ready["user"]["id"], alice.user.id.to_string());
-    assert!(ready["cursor"].is_string(), "the cursor is a string: {ready}");
+    assert!(
+        ready["cursor"].is_string(),
+        "the cursor is a string: {ready}"
+    );
 }
 
 #[tokio::test]

@@ -6,11 +6,16 @@ use missive_client::protocol::{ClientFrame, Message, MessageStatus, ServerFrame,
 use uuid::Uuid;
 
 use crate::helpers::{ALICE, BOB, CAROL, TestUser, assert_keys, assert_timestamp, spawn_app};
-use crate::ws_helpers::{Socket, cursor_number, error_of, open_as};
+use crate::ws_helpers::{Socket, WAIT, cursor_number, error_of, open_as};
 
 /// The next frame, which must be a `receipt`: `(chatId, messageId, status, user, cursor)`.
 async fn next_receipt(socket: &mut Socket) -> (Uuid, Uuid, MessageStatus, String, String) {
-    match socket.next().await {
+    let frame = socket
+        .conn
+        .next_frame(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("expected a receipt frame on the sender's socket: {e}"));
+    match frame {
         ServerFrame::Receipt {
             chat_id,
             message_id,
@@ -57,13 +62,27 @@ async fn a_read_receipt_over_ws_reaches_the_senders_socket_and_is_stored() {
     let mut alice_socket = open_as(&alice).await;
     let mut bob_socket = open_as(&bob).await;
 
-    bob_socket.send(&receipt(&second, MessageStatus::Read)).await;
+    bob_socket
+        .send(&receipt(&second, MessageStatus::Read))
+        .await;
 
-    let frame = alice_socket.next_json().await;
+    let frame = alice_socket
+        .conn
+        .next_json(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("expected a receipt frame on the sender's socket: {e}"));
     assert_eq!(frame["type"], "receipt", "{frame}");
     assert_keys(
         &frame,
-        &["type", "chatId", "messageId", "status", "user", "at", "cursor"],
+        &[
+            "type",
+            "chatId",
+            "messageId",
+            "status",
+            "user",
+            "at",
+            "cursor",
+        ],
     );
     assert_eq!(frame["chatId"], second.chat_id.to_string());
     assert_eq!(frame["messageId"], second.id.to_string());
@@ -87,7 +106,9 @@ async fn a_later_delivered_receipt_does_not_move_read_back() {
     let (_, second) = two_messages(&alice).await;
     let mut alice_socket = open_as(&alice).await;
     let mut bob_socket = open_as(&bob).await;
-    bob_socket.send(&receipt(&second, MessageStatus::Read)).await;
+    bob_socket
+        .send(&receipt(&second, MessageStatus::Read))
+        .await;
     let (.., status, _, _) = next_receipt(&mut alice_socket).await;
     assert_eq!(status, MessageStatus::Read);
 
@@ -153,11 +174,16 @@ async fn every_connection_of_the_sender_gets_the_receipt() {
     let mut alice_tab = open_as(&alice).await;
     let mut bob_socket = open_as(&bob).await;
 
-    bob_socket.send(&receipt(&second, MessageStatus::Read)).await;
+    bob_socket
+        .send(&receipt(&second, MessageStatus::Read))
+        .await;
 
     for socket in [&mut alice_phone, &mut alice_tab] {
         let (_, message_id, status, user, _) = next_receipt(socket).await;
-        assert_eq!((message_id, status, user.as_str()), (second.id, MessageStatus::Read, BOB));
+        assert_eq!(
+            (message_id, status, user.as_str()),
+            (second.id, MessageStatus::Read, BOB)
+        );
     }
 }
 
@@ -187,7 +213,9 @@ async fn a_receipt_in_a_chat_of_others_gets_an_error_frame() {
     let (first, _) = two_messages(&alice).await;
     let mut carol_socket = open_as(&carol).await;
 
-    carol_socket.send(&receipt(&first, MessageStatus::Read)).await;
+    carol_socket
+        .send(&receipt(&first, MessageStatus::Read))
+        .await;
 
     let frame = carol_socket.next().await;
     assert_eq!(error_of(&frame).1, "chat_not_found");

@@ -150,7 +150,10 @@ async fn missed_receipts_are_replayed_too() {
             cursor,
             ..
         } => {
-            assert_eq!((message_id, status, user.as_str()), (message.id, MessageStatus::Read, BOB));
+            assert_eq!(
+                (message_id, status, user.as_str()),
+                (message.id, MessageStatus::Read, BOB)
+            );
             assert!(cursor_number(&cursor) > cursor_number(&since));
         }
         other => panic!("expected the missed receipt, got {other:?}"),
