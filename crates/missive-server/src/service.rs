@@ -89,6 +89,25 @@ impl Draft {
     }
 }
 
+/// A queued send: resolves to the message after its commit.
+pub type PendingSend = futures_util::future::BoxFuture<'static, Result<Message, SendError>>;
+
+/// Publishes a committed event to its targets.
+async fn publish(bus: &DynBus, targets: Vec<(Uuid, i64)>, event: Event) {
+    if targets.is_empty() {
+        return;
+    }
+    let targets = targets
+        .into_iter()
+        .map(|(user, cursor)| (user, Some(cursor)))
+        .collect();
+    bus.publish(Envelope {
+        targets,
+        payload: Arc::new(Payload::Durable { event }),
+    })
+    .await;
+}
+
 /// The messaging operations.
 pub struct Service {
     store: DynStore,
@@ -113,24 +132,9 @@ impl Service {
         }
     }
 
-    async fn publish(&self, targets: Vec<(Uuid, i64)>, event: Event) {
-        if targets.is_empty() {
-            return;
-        }
-        let targets = targets
-            .into_iter()
-            .map(|(user, cursor)| (user, Some(cursor)))
-            .collect();
-        self.bus
-            .publish(Envelope {
-                targets,
-                payload: Arc::new(Payload::Durable { event }),
-            })
-            .await;
-    }
-
     async fn publish_receipt(&self, receipt: &Receipt) {
-        self.publish(
+        publish(
+            &self.bus,
             receipt.targets.clone(),
             Event::Receipt(receipt.event.clone()),
         )
@@ -184,6 +188,19 @@ impl Service {
         to: Recipient,
         draft: Draft,
     ) -> Result<Message, SendError> {
+        self.queue_send(sender, to, draft).await?.await
+    }
+
+    /// Validates a send and queues it for storage; the returned future resolves
+    /// to the message once it is committed and published. Sends queued one
+    /// after the other are stored in that order, so a connection can keep
+    /// several in flight (pipelining) without reordering them.
+    pub async fn queue_send(
+        &self,
+        sender: User,
+        to: Recipient,
+        draft: Draft,
+    ) -> Result<PendingSend, SendError> {
         self.limits
             .check_send(sender.id)
             .map_err(SendError::RateLimited)?;
@@ -207,18 +224,19 @@ impl Service {
             content: draft.content,
             client_message_id: draft.client_message_id,
         };
-        let sent = self.store.send_message(new).await?;
-        if !sent.duplicate {
-            self.metrics.message();
-            self.publish(
-                sent.targets,
-                Event::Message {
+        let committing = self.store.queue_message(new).await?;
+        let (bus, metrics) = (self.bus.clone(), self.metrics.clone());
+        Ok(Box::pin(async move {
+            let sent = committing.await?;
+            if !sent.duplicate {
+                metrics.message();
+                let event = Event::Message {
                     message: sent.message.clone(),
-                },
-            )
-            .await;
-        }
-        Ok(sent.message)
+                };
+                publish(&bus, sent.targets, event).await;
+            }
+            Ok(sent.message)
+        }))
     }
 
     /// A page of a chat's messages; a participant reading it marks the others' messages delivered.

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use missive_protocol::{MessageStatus, ServerFrame, User};
 use tokio::sync::mpsc;
@@ -31,6 +32,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A write that takes longer than this means the peer does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client frames waiting for their commit, per connection (pipelining).
+const IN_FLIGHT: usize = 64;
 /// Events read from the store per query while catching up.
 const REPLAY_PAGE: u32 = 256;
 /// Frames fed before a flush.
@@ -386,7 +389,17 @@ fn frame_of(cursor: Option<i64>, payload: &Payload) -> ServerFrame {
     }
 }
 
-/// Reads client frames and runs them in order until the peer leaves or the writer stops.
+/// The answer to a client frame, once its work is done (`None`: nothing to say).
+type Reply = BoxFuture<'static, Option<ServerFrame>>;
+
+fn reply_now(frame: Option<ServerFrame>) -> Reply {
+    Box::pin(std::future::ready(frame))
+}
+
+/// Reads client frames until the peer leaves or the writer stops. Each frame
+/// is started in order (sends are queued for commit in frame order) and up to
+/// [`IN_FLIGHT`] of them wait for their commit at once; their answers go out
+/// in frame order.
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     state: &AppState,
@@ -395,47 +408,57 @@ async fn read_loop(
     local: &CancellationToken,
     last_seen: &AtomicI64,
 ) {
+    let mut pending: FuturesOrdered<Reply> = FuturesOrdered::new();
     loop {
         let next = tokio::select! {
+            biased;
             () = local.cancelled() => return,
-            next = stream.next() => next,
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                if let Some(frame) = reply
+                    && !forward(&replies, frame).await
+                {
+                    return;
+                }
+                continue;
+            }
+            next = stream.next(), if pending.len() < IN_FLIGHT => next,
         };
         let Some(Ok(message)) = next else { return };
         last_seen.store(now_ms(), Ordering::Relaxed);
         let reply = match message {
-            // Boxed: the command's future is large and an idle connection should not carry it.
-            Message::Text(text) => Box::pin(execute(state, user, text.as_str())).await,
-            Message::Binary(_) => Some(error_frame(
+            // Boxed: starting a command is a large future that an idle connection should not carry.
+            Message::Text(text) => Box::pin(start(state, user, text.as_str())).await,
+            Message::Binary(_) => reply_now(Some(error_frame(
                 None,
                 "invalid_frame",
                 "binary frames are not supported",
-            )),
+            ))),
             Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) => None,
+            Message::Ping(_) | Message::Pong(_) => continue,
         };
-        let Some(frame) = reply else { continue };
-        // Most replies fit at once; waiting for room is the rare, boxed path.
-        let sent = match replies.try_send(Box::new(frame)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                Box::pin(replies.send(frame)).await.map_err(|_| ())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-        };
-        if sent.is_err() {
-            return;
-        }
+        pending.push_back(reply);
     }
 }
 
-/// Runs one client frame; the answer, if any.
-async fn execute(state: &AppState, user: &User, text: &str) -> Option<ServerFrame> {
+/// Hands a reply to the writer; `false` when the writer is gone.
+async fn forward(replies: &mpsc::Sender<Box<ServerFrame>>, frame: ServerFrame) -> bool {
+    // Most replies fit at once; waiting for room is the rare, boxed path.
+    match replies.try_send(Box::new(frame)) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(frame)) => Box::pin(replies.send(frame)).await.is_ok(),
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// Starts one client frame: validates it and queues its work (in frame
+/// order); the returned future finishes the work and gives the answer.
+async fn start(state: &AppState, user: &User, text: &str) -> Reply {
     let command = match frames::parse(text) {
         Ok(command) => command,
-        Err(e) => return Some(error_frame(e.reference, e.code, e.message)),
+        Err(e) => return reply_now(Some(error_frame(e.reference, e.code, e.message))),
     };
     match command {
-        Command::Ping => Some(ServerFrame::Pong),
+        Command::Ping => reply_now(Some(ServerFrame::Pong)),
         Command::Send {
             reference,
             chat_id,
@@ -443,32 +466,22 @@ async fn execute(state: &AppState, user: &User, text: &str) -> Option<ServerFram
             content,
             client_message_id,
         } => {
-            let outcome = match (
-                Draft::parse(content, client_message_id),
-                Recipient::parse(chat_id, to.as_deref()),
-            ) {
-                (Ok(draft), Ok(to)) => state.service.send(user.clone(), to, draft).await,
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
-            Some(ack_or_error(reference, outcome))
+            let draft = Draft::parse(content, client_message_id);
+            let to = Recipient::parse(chat_id, to.as_deref());
+            queue_send(state, user, reference, draft, to).await
         }
         Command::Sandbox { from, to, content } => {
             let from = from.trim();
             if from != user.phone_number && from != user.id.to_string() {
-                return Some(error_frame(
+                return reply_now(Some(error_frame(
                     None,
                     "forbidden",
                     "\"From\" must be this connection's user",
-                ));
+                )));
             }
-            let outcome = match (
-                Draft::parse(content, None),
-                Recipient::parse(None, Some(&to)),
-            ) {
-                (Ok(draft), Ok(to)) => state.service.send(user.clone(), to, draft).await,
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
-            Some(ack_or_error(None, outcome))
+            let draft = Draft::parse(content, None);
+            let to = Recipient::parse(None, Some(&to));
+            queue_send(state, user, None, draft, to).await
         }
         Command::Receipt {
             chat_id,
@@ -476,27 +489,47 @@ async fn execute(state: &AppState, user: &User, text: &str) -> Option<ServerFram
             status,
         } => {
             if status == MessageStatus::Sent {
-                return Some(error_frame(
+                return reply_now(Some(error_frame(
                     None,
                     "invalid_frame",
                     "status must be \"delivered\" or \"read\"",
-                ));
+                )));
             }
-            match state
-                .service
-                .mark_status(chat_id, user.id, message_id, status)
-                .await
-            {
-                Ok(_) => None,
-                Err(e) => Some(api_error_frame(None, e.into())),
-            }
+            let (service, user) = (state.service.clone(), user.id);
+            Box::pin(async move {
+                match service.mark_status(chat_id, user, message_id, status).await {
+                    Ok(_) => None,
+                    Err(e) => Some(api_error_frame(None, e.into())),
+                }
+            })
         }
         Command::Typing { chat_id, is_typing } => {
-            match state.service.typing(user, chat_id, is_typing).await {
-                Ok(()) => None,
-                Err(e) => Some(api_error_frame(None, e.into())),
-            }
+            let (service, user) = (state.service.clone(), user.clone());
+            Box::pin(async move {
+                match service.typing(&user, chat_id, is_typing).await {
+                    Ok(()) => None,
+                    Err(e) => Some(api_error_frame(None, e.into())),
+                }
+            })
         }
+    }
+}
+
+/// Queues a send now; its `ack` (or `error`) comes after the commit.
+async fn queue_send(
+    state: &AppState,
+    user: &User,
+    reference: Option<String>,
+    draft: Result<Draft, SendError>,
+    to: Result<Recipient, SendError>,
+) -> Reply {
+    let queued = match (draft, to) {
+        (Ok(draft), Ok(to)) => state.service.queue_send(user.clone(), to, draft).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    match queued {
+        Ok(pending) => Box::pin(async move { Some(ack_or_error(reference, pending.await)) }),
+        Err(e) => reply_now(Some(ack_or_error(reference, Err(e)))),
     }
 }
 

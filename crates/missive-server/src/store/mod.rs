@@ -254,7 +254,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_chats(&self, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>>;
 
     /// Stores a message (or returns the original of a repeated `clientMessageId`).
-    async fn send_message(&self, new: NewMessage) -> StoreResult<Sent>;
+    async fn send_message(&self, new: NewMessage) -> StoreResult<Sent> {
+        self.queue_message(new).await?.await
+    }
+    /// Queues a message for storage without waiting for its commit; the returned
+    /// future resolves once it is committed. Messages queued one after the other
+    /// are stored in that order (so a connection can pipeline its sends).
+    async fn queue_message(&self, new: NewMessage) -> StoreResult<Committing<Sent>>;
     /// A page of a chat's messages, newest first. When `viewer` is a participant,
     /// the returned messages of the others are marked delivered for them.
     async fn list_messages(
@@ -285,6 +291,9 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes pending writes and closes the database.
     async fn close(&self);
 }
+
+/// A write that was queued and resolves after its commit.
+pub type Committing<T> = futures_util::future::BoxFuture<'static, StoreResult<T>>;
 
 /// A shared handle on the store.
 pub type DynStore = Arc<dyn Store>;

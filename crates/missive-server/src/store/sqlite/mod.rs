@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use self::writer::WriterHandle;
 use super::{
-    ChatQuery, ChatView, CodeAttempt, Event, LoginCode, MessageQuery, NewMessage, NewUser, Page,
-    Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
+    ChatQuery, ChatView, CodeAttempt, Committing, Event, LoginCode, MessageQuery, NewMessage,
+    NewUser, Page, Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
 };
 use crate::domain::PhoneNumber;
 
@@ -274,8 +274,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn send_message(&self, new: NewMessage) -> StoreResult<Sent> {
-        self.write(move |conn| sql::send_message(conn, &new)).await
+    async fn queue_message(&self, new: NewMessage) -> StoreResult<Committing<Sent>> {
+        let committed = self
+            .writer()?
+            .submit(move |conn| sql::send_message(conn, &new))
+            .await?;
+        Ok(Box::pin(committed))
     }
 
     async fn list_messages(

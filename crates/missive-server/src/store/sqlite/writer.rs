@@ -81,6 +81,16 @@ impl WriterHandle {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.submit(work).await?.await
+    }
+
+    /// Queues `work` (waiting only for room in the inbox) and returns a future
+    /// of its result after the commit. Jobs run in the order they are queued.
+    pub async fn submit<T, F>(&self, work: F) -> StoreResult<Committed<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = ClosureJob {
             work: Some(work),
@@ -91,9 +101,27 @@ impl WriterHandle {
             .send(Box::new(job))
             .await
             .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?
+        Ok(Committed(answer))
+    }
+}
+
+/// The result of a queued job, available once its batch has committed.
+pub struct Committed<T>(oneshot::Receiver<StoreResult<T>>);
+
+impl<T> Future for Committed<T> {
+    type Output = StoreResult<T>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|answer| {
+            answer.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the database writer stopped".into(),
+                ))
+            })
+        })
     }
 }
 
