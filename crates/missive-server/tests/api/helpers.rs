@@ -125,6 +125,19 @@ pub async fn spawn_app() -> TestApp {
 /// Defaults: a fresh SQLite file in a temp dir, `127.0.0.1:0`, rate limits off,
 /// the documented `AUTH_MODE` (loopback).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_clock(
+        configure,
+        std::sync::Arc::new(missive_server::security::SystemClock),
+    )
+    .await
+}
+
+/// Like [`spawn_app_with`], reading time from `clock` (a
+/// `missive_server::security::ManualClock` expires login codes on demand).
+pub async fn spawn_app_with_clock(
+    configure: impl FnOnce(&mut Config),
+    clock: std::sync::Arc<dyn missive_server::security::Clock>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = dir.path().join("test.db");
     let mut config = Config {
@@ -140,7 +153,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port");
-    let app = Application::build(config, listener)
+    let app = Application::build_with(config, listener, clock)
         .await
         .expect("the app builds");
     let address = app.local_addr();
@@ -342,42 +355,4 @@ pub async fn walk_messages(
 /// The `seq` of every message, in list order.
 pub fn seqs(messages: &[Message]) -> Vec<i64> {
     messages.iter().map(|m| m.seq).collect()
-}
-
-/// Like [`spawn_app_with`], reading time from `clock` (a
-/// `missive_server::security::ManualClock` expires login codes on demand).
-pub async fn spawn_app_with_clock(
-    configure: impl FnOnce(&mut Config),
-    clock: std::sync::Arc<dyn missive_server::security::Clock>,
-) -> TestApp {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let db = dir.path().join("test.db");
-    let mut config = Config {
-        bind: "127.0.0.1".into(),
-        port: 0,
-        log_level: "WARN".into(),
-        database_url: format!("sqlite://{}", db.display()),
-        send_rate_limit: 0,
-        auth_rate_limit: 0,
-        ..Config::default()
-    };
-    configure(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let app = Application::build_with(config, listener, clock)
-        .await
-        .expect("the app builds");
-    let address = app.local_addr();
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        address,
-        client: Client::new(&format!("http://{address}")).expect("a valid base url"),
-        shutdown: Some(shutdown),
-        server: Some(server),
-        _dir: dir,
-    }
 }
