@@ -1,5 +1,6 @@
-//! One WebSocket connection. The reader half parses client frames and runs
-//! them in order; the writer half sends the `ready` frame, replays the user's
+//! One WebSocket connection. The reader half parses client frames and starts
+//! them in order (sends are queued for commit in frame order, several may
+//! await their commit at once, answers go out in frame order); the writer half sends the `ready` frame, replays the user's
 //! log after `since`, then forwards live events from the registry queue,
 //! skipping what it already sent and filling gaps from the store, in cursor
 //! order. Writes are batched: `feed` per frame, one `flush` per burst.

@@ -1,6 +1,6 @@
 //! Chats: create (or find the 1:1), list the caller's, read one.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::auth::{Caller, Claim};
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, parse_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, parse_id};
 use super::pagination::{link_headers, next_url, parse_limit, parse_offset};
 use crate::domain::PhoneNumber;
 use crate::state::AppState;
@@ -158,7 +158,7 @@ async fn list_chats(
 async fn get_chat(
     State(state): State<AppState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
     ApiQuery(identity): ApiQuery<IdentityParams>,
 ) -> Result<Json<Chat>, ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;

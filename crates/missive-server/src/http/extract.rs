@@ -56,6 +56,25 @@ where
     }
 }
 
+/// Path parameters; a malformed segment (e.g. invalid UTF-8) is a 400 `invalid_parameter`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::invalid_parameter(rejection.body_text())),
+        }
+    }
+}
+
 /// Parses a UUID from a path segment or query value, naming the parameter on error.
 pub fn parse_id(name: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw.trim()).map_err(|_| {

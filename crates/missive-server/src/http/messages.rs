@@ -1,6 +1,6 @@
 //! Messages: send, list (newest first), delivered/read watermarks, typing.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::auth::{Caller, Claim};
 use super::chats::IdentityParams;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, parse_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, parse_id};
 use super::pagination::{link_headers, next_url, parse_limit, parse_offset};
 use crate::service::{Draft, Recipient, SendError};
 use crate::state::AppState;
@@ -64,7 +64,7 @@ struct ListParams {
 async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, Json<Vec<Message>>), ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;
@@ -114,7 +114,7 @@ async fn list_messages(
 async fn mark_status(
     State(state): State<AppState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;
@@ -140,7 +140,7 @@ async fn mark_status(
 async fn typing(
     State(state): State<AppState>,
     caller: Caller,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
     ApiJson(body): ApiJson<TypingRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;

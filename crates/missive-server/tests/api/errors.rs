@@ -225,6 +225,24 @@ async fn an_unknown_route_returns_a_json_404_not_found() {
 }
 
 #[tokio::test]
+async fn a_path_segment_that_is_not_utf8_returns_a_json_400() {
+    let app = spawn_app().await;
+
+    for (method, path) in [
+        (Method::GET, "/chats/%FF"),
+        (Method::GET, "/chats/%FF/messages"),
+        (Method::POST, "/chats/%C3%28/status"),
+    ] {
+        let raw = app
+            .client
+            .raw(method.clone(), path, None, None)
+            .await
+            .expect("the server answers");
+        assert_raw_error(&raw, 400, "invalid_parameter");
+    }
+}
+
+#[tokio::test]
 async fn errors_never_use_415_or_422() {
     let app = spawn_app().await;
     let (token, routes) = json_routes(&app).await;
