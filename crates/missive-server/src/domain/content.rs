@@ -79,6 +79,21 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn content_is_accepted_up_to_4096_characters_of_any_kind(text in "\\PC{1,5000}") {
+            let chars = text.chars().count();
+            match MessageContent::parse(text.clone()) {
+                Ok(content) => {
+                    proptest::prop_assert!(chars <= MAX_CONTENT_CHARS);
+                    proptest::prop_assert_eq!(content.as_str(), text.as_str());
+                }
+                Err(InvalidContent::TooLong(n)) => proptest::prop_assert_eq!(n, chars),
+                Err(InvalidContent::Empty) => proptest::prop_assert!(text.trim().is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn empty_and_blank_content_is_rejected() {
         assert_eq!(

@@ -62,6 +62,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_plus_and_7_to_15_digits_is_accepted(digits in "[0-9]{7,15}", pad in "[ \t\n]{0,3}") {
+            let raw = format!("{pad}+{digits}{pad}");
+            let phone = PhoneNumber::parse(&raw).expect("valid");
+            proptest::prop_assert_eq!(phone.as_str(), format!("+{digits}"));
+        }
+
+        #[test]
+        fn parsing_never_panics_and_accepts_only_the_documented_form(raw in "\\PC{0,24}") {
+            if let Ok(phone) = PhoneNumber::parse(&raw) {
+                let digits = phone.as_str().strip_prefix('+').expect("starts with +");
+                proptest::prop_assert!((7..=15).contains(&digits.len()));
+                proptest::prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+            }
+        }
+    }
+
     #[test]
     fn rejects_everything_else() {
         for raw in [

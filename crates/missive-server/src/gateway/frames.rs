@@ -196,6 +196,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn json_objects_with_arbitrary_fields_never_panic(
+            fields in proptest::collection::vec(("[A-Za-z]{1,12}", "\\PC{0,20}"), 0..6),
+            kind in proptest::option::of("send|receipt|typing|ping|[a-z]{0,8}"),
+        ) {
+            let mut object = serde_json::Map::new();
+            for (key, value) in fields {
+                object.insert(key, serde_json::Value::String(value));
+            }
+            if let Some(kind) = kind {
+                object.insert("type".into(), serde_json::Value::String(kind));
+            }
+            let _ = parse(&serde_json::Value::Object(object).to_string());
+        }
+    }
+
     #[test]
     fn oversized_frames_are_refused_before_parsing() {
         let text = format!(
