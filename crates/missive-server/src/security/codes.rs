@@ -72,8 +72,14 @@ pub struct WebhookCodeSender {
 }
 
 impl WebhookCodeSender {
-    /// A sender posting to `url`.
+    /// A sender posting to `url` (`http://` or `https://`; TLS by rustls with
+    /// the system's root certificates).
     pub fn new(url: String) -> anyhow::Result<Self> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("OTP_WEBHOOK_URL must be an http:// or https:// URL, got {url:?}");
+        }
+        // One process-wide TLS provider; a second install (tests) is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(WEBHOOK_TIMEOUT)
             .build()?;
