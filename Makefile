@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,17 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 ci: lint test ## What CI runs
+
+# Where cargo puts the release binaries (CI keeps its target dir outside the clone).
+BENCH_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
+BENCH = $(BENCH_DIR)/missive-bench --server-bin $(BENCH_DIR)/missive
+
+bench: ## Load-test a release build: idle sockets, WebSocket (full speed, 1,000 msg/s), HTTP (see docs/benchmarks.md)
+	$(CARGO) build --release -p missive-server -p missive-bench
+	$(BENCH) idle --connections 5000
+	$(BENCH) ws --pairs 50 --messages-per-sender 1000 --window 8
+	$(BENCH) ws --pairs 50 --messages-per-sender 200 --rate 1000
+	$(BENCH) http --pairs 64 --requests 50000 --concurrency 64
 
 clean: ## Remove build output and the local database
 	$(CARGO) clean

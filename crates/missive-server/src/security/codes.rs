@@ -78,8 +78,6 @@ impl WebhookCodeSender {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("OTP_WEBHOOK_URL must be an http:// or https:// URL, got {url:?}");
         }
-        // One process-wide TLS provider; a second install (tests) is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(WEBHOOK_TIMEOUT)
             .build()?;

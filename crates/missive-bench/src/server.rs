@@ -1,0 +1,384 @@
+//! The server under test: spawned from its binary on a free loopback port
+//! with a fresh SQLite file in a temporary directory, watched through
+//! `/proc/<pid>` (resident memory, CPU time) and stopped with SIGTERM.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How long the server gets to answer `/healthz` after it is spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the server gets to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    log_path: PathBuf,
+    /// Length of the log once the server was healthy: later lines come from the run.
+    startup_log_len: u64,
+    /// Holds the database and the log; removed when the server is dropped.
+    _dir: tempfile::TempDir,
+}
+
+/// How the server ended.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The exit code (`None`: killed by a signal).
+    pub exit_code: Option<i32>,
+    /// Seconds from SIGTERM to exit.
+    pub seconds: f64,
+    /// Log lines at WARN or ERROR, past the expected startup warning.
+    pub log_warnings: Vec<String>,
+}
+
+impl Server {
+    /// Spawns `bin` on a free port of 127.0.0.1 and waits until `/healthz` answers 200.
+    pub async fn start(bin: &Path) -> anyhow::Result<Server> {
+        if !bin.is_file() {
+            bail!(
+                "server binary {} not found: build it with `cargo build --release -p missive-server` \
+                 or pass --server-bin",
+                bin.display()
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("missive-bench")
+            .tempdir()
+            .context("creating the temporary directory")?;
+        let port = free_port()?;
+        let log_path = dir.path().join("server.log");
+        let log = File::create(&log_path).context("creating the server log")?;
+        // An absolute path: `sqlite://` + `/tmp/…/bench.db`.
+        let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let child = Command::new(bin)
+            .env("PORT", port.to_string())
+            .env("BIND", "127.0.0.1")
+            .env("DATABASE_URL", database_url)
+            .env("SEND_RATE_LIMIT", "0")
+            .env("AUTH_RATE_LIMIT", "0")
+            .env("LOG_LEVEL", "WARN")
+            .env("AUTH_MODE", "open")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        let mut server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log_path,
+            startup_log_len: 0,
+            _dir: dir,
+        };
+        server.wait_healthy().await?;
+        server.startup_log_len = std::fs::metadata(&server.log_path).map_or(0, |m| m.len());
+        Ok(server)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()?;
+        let url = format!("{}/healthz", self.base);
+        let started = Instant::now();
+        while started.elapsed() < START_TIMEOUT {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the server exited during startup ({status}); its log:\n{}",
+                    self.log_tail(30)
+                );
+            }
+            if let Ok(answer) = http.get(&url).send().await
+                && answer.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "the server did not answer /healthz within {START_TIMEOUT:?}; its log:\n{}",
+            self.log_tail(30)
+        )
+    }
+
+    /// Resident memory (`VmRSS`) in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        status_field(self.pid(), "VmRSS:")
+    }
+
+    /// Peak resident memory (`VmHWM`) in KiB.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        status_field(self.pid(), "VmHWM:")
+    }
+
+    /// User + system CPU time consumed so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        cpu_ticks(&format!("/proc/{}/stat", self.pid()))
+    }
+
+    /// Sends SIGTERM, waits for the exit (killing the process after
+    /// [`STOP_TIMEOUT`]), and reports how it went.
+    pub async fn stop(mut self) -> anyhow::Result<Stopped> {
+        let started = Instant::now();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !signalled.success() {
+            bail!("kill -TERM {} failed", self.pid());
+        }
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > STOP_TIMEOUT {
+                eprintln!("the server did not exit within {STOP_TIMEOUT:?} of SIGTERM: killing it");
+                self.child.kill()?;
+                break self.child.wait()?;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Ok(Stopped {
+            exit_code: status.code(),
+            seconds: started.elapsed().as_secs_f64(),
+            log_warnings: self.log_warnings(),
+        })
+    }
+
+    /// WARN/ERROR lines logged after startup (the startup warnings about
+    /// `AUTH_MODE=open` and the log code sender are expected).
+    fn log_warnings(&self) -> Vec<String> {
+        let Ok(mut file) = File::open(&self.log_path) else {
+            return Vec::new();
+        };
+        if file.seek(SeekFrom::Start(self.startup_log_len)).is_err() {
+            return Vec::new();
+        }
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+            .collect()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only reached with the process still running when a scenario failed early.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A port of 127.0.0.1 that was free a moment ago.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in KiB.
+fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .with_context(|| format!("no {field} in {path}"))
+}
+
+/// utime + stime of a `/proc/.../stat` file, in clock ticks.
+fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = text
+        .rfind(')')
+        .map(|at| &text[at + 1..])
+        .with_context(|| format!("unexpected format of {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the file are the 12th and 13th after the name.
+    let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(utime + stime)
+}
+
+/// CPU time of the load generator itself, in clock ticks.
+pub fn own_cpu_ticks() -> anyhow::Result<u64> {
+    cpu_ticks("/proc/self/stat")
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 when that fails).
+pub fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Busy (not idle, not waiting for I/O) CPU time of the whole machine, in clock ticks.
+fn machine_busy_ticks() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let fields: Vec<u64> = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("unexpected format of /proc/stat")?
+        .split_whitespace()
+        .filter_map(|value| value.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Ok(total.saturating_sub(idle))
+}
+
+/// CPU ticks of each thread of process `pid`, summed by thread name.
+fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if let Ok(ticks) = cpu_ticks(&path.join("stat").to_string_lossy()) {
+            *by_name.entry(name.trim().to_owned()).or_insert(0) += ticks;
+        }
+    }
+    by_name
+}
+
+/// CPU use of the server, of the load generator and of the whole machine over a measured phase.
+pub struct CpuMeter {
+    server_start: u64,
+    own_start: u64,
+    machine_start: u64,
+    threads_start: BTreeMap<String, u64>,
+    started: Instant,
+    hz: f64,
+}
+
+/// Average CPU use over a phase, in percent of one core (200 % = both cores of this box).
+#[derive(Debug, Clone)]
+pub struct CpuUse {
+    /// The server process.
+    pub server_percent: f64,
+    /// The load generator.
+    pub bench_percent: f64,
+    /// Everything else running on the machine meanwhile (other processes, the kernel's own threads).
+    pub other_percent: f64,
+    /// The server's threads, summed by thread name, busiest first.
+    pub server_threads: Vec<(String, f64)>,
+}
+
+impl CpuMeter {
+    /// Starts measuring.
+    pub fn start(server: &Server) -> anyhow::Result<CpuMeter> {
+        Ok(CpuMeter {
+            server_start: server.cpu_ticks()?,
+            own_start: own_cpu_ticks()?,
+            machine_start: machine_busy_ticks()?,
+            threads_start: thread_ticks(server.pid()),
+            started: Instant::now(),
+            hz: clock_ticks_per_second(),
+        })
+    }
+
+    /// The average since [`CpuMeter::start`].
+    pub fn read(&self, server: &Server) -> anyhow::Result<CpuUse> {
+        let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
+        let percent = |ticks: u64| ticks as f64 / self.hz / seconds * 100.0;
+        let server_ticks = server.cpu_ticks()?.saturating_sub(self.server_start);
+        let own_ticks = own_cpu_ticks()?.saturating_sub(self.own_start);
+        let machine_ticks = machine_busy_ticks()?.saturating_sub(self.machine_start);
+        let mut server_threads: Vec<(String, f64)> = thread_ticks(server.pid())
+            .into_iter()
+            .map(|(name, ticks)| {
+                let before = self.threads_start.get(&name).copied().unwrap_or(0);
+                (name, percent(ticks.saturating_sub(before)))
+            })
+            .filter(|(_, used)| *used > 0.0)
+            .collect();
+        server_threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(CpuUse {
+            server_percent: percent(server_ticks),
+            bench_percent: percent(own_ticks),
+            other_percent: percent(machine_ticks.saturating_sub(server_ticks + own_ticks)),
+            server_threads,
+        })
+    }
+}
+
+impl CpuUse {
+    /// `server 105% (sqlite-writer 70%, tokio-rt-worker 35%), bench 6%, other 3%`.
+    pub fn text(&self) -> String {
+        let threads: Vec<String> = self
+            .server_threads
+            .iter()
+            .take(3)
+            .map(|(name, used)| format!("{name} {used:.0}%"))
+            .collect();
+        format!(
+            "server {:.0}% ({}), bench {:.0}%, other {:.0}%",
+            self.server_percent,
+            threads.join(", "),
+            self.bench_percent,
+            self.other_percent
+        )
+    }
+
+    /// The JSON object of these numbers.
+    pub fn json(&self) -> serde_json::Value {
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        let threads: serde_json::Map<String, serde_json::Value> = self
+            .server_threads
+            .iter()
+            .map(|(name, used)| (name.clone(), serde_json::json!(round(*used))))
+            .collect();
+        serde_json::json!({
+            "server_percent": round(self.server_percent),
+            "server_threads": threads,
+            "bench_percent": round(self.bench_percent),
+            "other_percent": round(self.other_percent),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_cpu_time_and_memory() {
+        assert!(own_cpu_ticks().is_ok());
+        assert!(status_field(std::process::id(), "VmRSS:").expect("VmRSS") > 0);
+        assert!(machine_busy_ticks().is_ok());
+        assert!(!thread_ticks(std::process::id()).is_empty());
+    }
+}
