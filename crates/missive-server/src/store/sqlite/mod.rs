@@ -134,7 +134,9 @@ fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
     )?;
     Ok(())
 }
@@ -166,7 +168,9 @@ impl ReaderPool {
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+            conn.execute_batch(
+                "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA cache_size = -16384;",
+            )?;
             conns.push(conn);
         }
         Ok(ReaderPool {

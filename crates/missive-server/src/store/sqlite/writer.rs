@@ -150,22 +150,22 @@ fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
 
 /// Applies a batch in one transaction.
 fn apply(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
+    // The fixed statements are prepared once and reused from the cache.
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
+    run("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
     let result = (|| {
         for job in batch.iter_mut() {
-            conn.execute_batch("SAVEPOINT job")
-                .map_err(|e| e.to_string())?;
+            run("SAVEPOINT job")?;
             if job.run(conn) {
-                conn.execute_batch("RELEASE job")
-                    .map_err(|e| e.to_string())?;
+                run("RELEASE job")?;
             } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
-                    .map_err(|e| e.to_string())?;
+                run("ROLLBACK TO job")?;
+                run("RELEASE job")?;
             }
         }
-        conn.execute_batch("COMMIT").map_err(|e| e.to_string())
-    })();
+        run("COMMIT")
+    })()
+    .map_err(|e| e.to_string());
     if result.is_err() {
         // Best effort: the transaction may already be gone.
         let _ = conn.execute_batch("ROLLBACK");
