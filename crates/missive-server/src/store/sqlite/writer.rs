@@ -151,7 +151,11 @@ fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
 /// Applies a batch in one transaction.
 fn apply(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     // The fixed statements are prepared once and reused from the cache.
-    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
+    let run = |sql: &str| {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+    };
     run("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
     let result = (|| {
         for job in batch.iter_mut() {
