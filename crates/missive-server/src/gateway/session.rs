@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use missive_protocol::{MessageStatus, ServerFrame, User};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -67,6 +67,7 @@ pub async fn run(
         user: user.id,
         last: 0,
         token_hash,
+        overflow: Arc::default(),
     };
     // The cursor is read before registering: anything committed after it
     // arrives through the queue or, if the queue missed it, through a gap fill.
@@ -80,6 +81,7 @@ pub async fn run(
     };
     writer.last = since.map_or(current, |s| s.clamp(0, current));
     let subscription = gateway.registry.register(user.id);
+    writer.overflow = subscription.overflow.clone();
     let (id, user_id) = (subscription.id, subscription.user);
     let (replies_tx, replies_rx) = mpsc::channel(REPLIES);
     let local = CancellationToken::new();
@@ -134,6 +136,8 @@ struct Writer {
     last: i64,
     /// Hash of the token that opened the connection.
     token_hash: Option<String>,
+    /// Fires when the connection's queue overflowed.
+    overflow: Arc<Notify>,
 }
 
 impl Writer {
@@ -260,7 +264,11 @@ impl Writer {
             self.close(GOING_AWAY, "idle timeout").await;
             return Ok(false);
         }
-        timed(self.sink.send(Message::Ping(Default::default()))).await?;
+        timed(
+            &self.overflow,
+            self.sink.send(Message::Ping(Default::default())),
+        )
+        .await?;
         Ok(true)
     }
 
@@ -330,11 +338,11 @@ impl Writer {
 
     async fn feed(&mut self, frame: &ServerFrame) -> anyhow::Result<()> {
         let text = serde_json::to_string(frame)?;
-        timed(self.sink.feed(Message::Text(text.into()))).await
+        timed(&self.overflow, self.sink.feed(Message::Text(text.into()))).await
     }
 
     async fn flush(&mut self) -> anyhow::Result<()> {
-        timed(self.sink.flush()).await
+        timed(&self.overflow, self.sink.flush()).await
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
@@ -347,11 +355,20 @@ impl Writer {
 }
 
 /// A socket write that gives up when the peer stops reading.
-async fn timed(io: impl Future<Output = Result<(), axum::Error>>) -> anyhow::Result<()> {
-    tokio::time::timeout(WRITE_TIMEOUT, io)
-        .await
-        .map_err(|_| anyhow::anyhow!("write timed out: the peer does not read"))??;
-    Ok(())
+/// A socket write that gives up when the peer stops reading: after
+/// [`WRITE_TIMEOUT`], or as soon as the queue overflows while the write is
+/// blocked (a close frame could not get through a full socket anyway).
+async fn timed(
+    overflow: &Notify,
+    io: impl Future<Output = Result<(), axum::Error>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        written = tokio::time::timeout(WRITE_TIMEOUT, io) => {
+            written.map_err(|_| anyhow::anyhow!("write timed out: the peer does not read"))??;
+            Ok(())
+        }
+        () = overflow.notified() => anyhow::bail!("queue overflow while the socket was full: dropping the peer"),
+    }
 }
 
 fn durable_frame(cursor: i64, event: Event) -> ServerFrame {
