@@ -2,10 +2,10 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci bench clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci bench e2e clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 run: ## Run the server on :8080 with data in data/missive.db (release build)
 	$(CARGO) run --release
@@ -38,6 +38,10 @@ bench: ## Load-test a release build: idle sockets, WebSocket (full speed, 1,000 
 	$(BENCH) ws --pairs 50 --messages-per-sender 1000 --window 8
 	$(BENCH) ws --pairs 50 --messages-per-sender 200 --rate 1000
 	$(BENCH) http --pairs 64 --requests 50000 --concurrency 64
+
+e2e: ## Browser test of the web client: two people chat in headless Chromium (needs /usr/bin/chromium, Node.js 20, npm)
+	$(CARGO) build -p missive-server
+	cd web/e2e && npm ci && MISSIVE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/missive node chat.test.mjs
 
 clean: ## Remove build output and the local database
 	$(CARGO) clean
