@@ -3,6 +3,7 @@
 //! An in-memory database (`sqlite::memory:`) has a single connection, so its
 //! reads go through the writer too.
 
+mod checkpoint;
 mod sql;
 mod writer;
 
@@ -62,6 +63,7 @@ impl Location {
 pub struct SqliteStore {
     writer: Mutex<Option<WriterHandle>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     readers: Option<ReaderPool>,
 }
 
@@ -87,14 +89,18 @@ impl SqliteStore {
         };
         configure_writer(&conn)?;
         migrate(&conn)?;
-        let readers = match readers {
-            Some(path) => Some(ReaderPool::open(&path, READERS)?),
-            None => None,
+        let (readers, checkpointer) = match readers {
+            Some(path) => (
+                Some(ReaderPool::open(&path, READERS)?),
+                Some(checkpoint::Checkpointer::spawn(&path)?),
+            ),
+            None => (None, None),
         };
         let (writer, thread) = WriterHandle::spawn(conn)?;
         Ok(SqliteStore {
             writer: Mutex::new(Some(writer)),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(checkpointer),
             readers,
         })
     }
@@ -136,7 +142,8 @@ fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;
          PRAGMA cache_size = -65536;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 10000;",
     )?;
     Ok(())
 }
@@ -343,9 +350,16 @@ impl Store for SqliteStore {
             writer.take();
         }
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+            if let Some(checkpointer) = checkpointer {
+                checkpointer.stop();
+            }
+        })
+        .await;
     }
 }
 
