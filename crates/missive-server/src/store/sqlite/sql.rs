@@ -201,7 +201,9 @@ pub fn redeem_login_code(conn: &Connection, attempt: &CodeAttempt) -> StoreResul
     conn.prepare_cached("DELETE FROM login_codes WHERE phone_number = ?1")?
         .execute([&attempt.phone_number])?;
     add_token(conn, user, &attempt.token_hash)?;
-    let user = user_where(conn, "id", &user.to_string())?.ok_or(StoreError::UserNotFound)?;
+    // After writes, so not a domain error: a missing user here is a broken database.
+    let user = user_where(conn, "id", &user.to_string())?
+        .ok_or_else(|| StoreError::Internal("a login code names a missing user".into()))?;
     Ok(Redeemed::Valid(user))
 }
 

@@ -1,7 +1,13 @@
 //! The single writer: one thread owns the write connection and applies jobs in
-//! batches, one transaction (one fsync) per batch — group commit. Each job runs
-//! inside its own savepoint, so a failing job does not spoil its batch; every
-//! job's caller hears back only after the batch has committed.
+//! batches, one transaction (one fsync) per batch — group commit. Every job's
+//! caller hears back only after the batch has committed.
+//!
+//! Jobs refuse domain errors (unknown chat, taken phone number, …) before
+//! they write anything, so such a refusal needs no rollback and the batch goes
+//! on. Any other failure (an SQLite error, a panic) may have left a job half
+//! written: the whole batch is rolled back and every job in it fails with
+//! `Unavailable` — nothing of it was acknowledged, and clients retry (sends
+//! idempotently, with their `clientMessageId`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -17,8 +23,9 @@ pub const INBOX: usize = 4096;
 
 /// A unit of work for the writer.
 pub trait Job: Send {
-    /// Applies the job; `false` when it failed and its savepoint must be rolled back.
-    fn run(&mut self, conn: &Connection) -> bool;
+    /// Applies the job; `Err` when it failed in a way that may have left partial
+    /// writes, so that the batch must be rolled back.
+    fn run(&mut self, conn: &Connection) -> Result<(), String>;
     /// Reports the outcome once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
@@ -35,15 +42,18 @@ where
     T: Send,
     F: FnOnce(&Connection) -> StoreResult<T> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection) -> Result<(), String> {
         let Some(work) = self.work.take() else {
-            return false;
+            return Err("a write job ran twice".into());
         };
         let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
             .unwrap_or_else(|_| Err(StoreError::Internal("a write job panicked".into())));
-        let ok = result.is_ok();
+        let abort = match &result {
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_))) => Err(e.to_string()),
+            _ => Ok(()),
+        };
         self.result = Some(result);
-        ok
+        abort
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -155,24 +165,133 @@ fn apply(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
         conn.prepare_cached(sql)
             .and_then(|mut s| s.execute([]))
             .map(drop)
+            .map_err(|e| e.to_string())
     };
-    run("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
-    let result = (|| {
-        for job in batch.iter_mut() {
-            run("SAVEPOINT job")?;
-            if job.run(conn) {
-                run("RELEASE job")?;
-            } else {
-                run("ROLLBACK TO job")?;
-                run("RELEASE job")?;
-            }
-        }
-        run("COMMIT")
-    })()
-    .map_err(|e| e.to_string());
+    run("BEGIN IMMEDIATE")?;
+    let result = batch
+        .iter_mut()
+        .try_for_each(|job| job.run(conn))
+        .and_then(|()| run("COMMIT"));
     if result.is_err() {
         // Best effort: the transaction may already be gone.
         let _ = conn.execute_batch("ROLLBACK");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job<T: Send + 'static>(
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> (Box<dyn Job>, oneshot::Receiver<StoreResult<T>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = ClosureJob {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    fn insert(x: i64) -> impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
+            Ok(())
+        }
+    }
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn
+            .prepare("SELECT x FROM t ORDER BY x")
+            .expect("prepares");
+        stmt.query_map([], |r| r.get(0))
+            .expect("queries")
+            .map(|r| r.expect("row"))
+            .collect()
+    }
+
+    fn table() -> Connection {
+        let conn = Connection::open_in_memory().expect("opens");
+        conn.execute_batch("CREATE TABLE t (x INTEGER)")
+            .expect("creates");
+        conn
+    }
+
+    #[test]
+    fn a_refused_job_does_not_spoil_its_batch() {
+        let conn = table();
+        let (a, a_answer) = job(insert(1));
+        let (b, mut b_answer) = job(|_| -> StoreResult<()> { Err(StoreError::ChatNotFound) });
+        let (c, c_answer) = job(insert(3));
+        let mut batch = vec![a, b, c];
+
+        let commit = apply(&conn, &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
+        }
+
+        assert_eq!(commit, Ok(()));
+        assert_eq!(rows(&conn), vec![1, 3]);
+        assert!(a_answer.blocking_recv().expect("answered").is_ok());
+        assert!(matches!(
+            b_answer.try_recv(),
+            Ok(Err(StoreError::ChatNotFound))
+        ));
+        assert!(c_answer.blocking_recv().expect("answered").is_ok());
+    }
+
+    #[test]
+    fn a_failing_job_rolls_back_the_whole_batch_and_nobody_is_acknowledged() {
+        let conn = table();
+        let (a, a_answer) = job(insert(1));
+        let (b, b_answer) = job(|conn: &Connection| -> StoreResult<()> {
+            conn.execute("INSERT INTO t (x) VALUES (2)", [])?;
+            Err(StoreError::Internal("disk on fire".into()))
+        });
+        let (c, c_answer) = job(insert(3));
+        let mut batch = vec![a, b, c];
+
+        let commit = apply(&conn, &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
+        }
+
+        assert!(commit.is_err());
+        assert!(rows(&conn).is_empty(), "nothing of the batch is stored");
+        assert!(matches!(
+            a_answer.blocking_recv(),
+            Ok(Err(StoreError::Unavailable(_)))
+        ));
+        assert!(matches!(
+            b_answer.blocking_recv(),
+            Ok(Err(StoreError::Internal(_)))
+        ));
+        assert!(matches!(
+            c_answer.blocking_recv(),
+            Ok(Err(StoreError::Unavailable(_)))
+        ));
+        // The connection is usable again afterwards.
+        let (d, _) = job(insert(4));
+        let mut next = vec![d];
+        assert_eq!(apply(&conn, &mut next), Ok(()));
+        assert_eq!(rows(&conn), vec![4]);
+    }
+
+    #[test]
+    fn a_panicking_job_is_a_failure_not_a_dead_writer() {
+        let conn = table();
+        let (a, a_answer) = job(|_: &Connection| -> StoreResult<()> { panic!("bug") });
+        let mut batch = vec![a];
+        let commit = apply(&conn, &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        assert!(commit.is_err());
+        assert!(matches!(
+            a_answer.blocking_recv(),
+            Ok(Err(StoreError::Internal(_)))
+        ));
+    }
 }
