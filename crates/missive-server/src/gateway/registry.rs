@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::bus::{Envelope, Payload};
@@ -25,7 +25,7 @@ pub struct Outbound {
 
 struct Connection {
     id: u64,
-    queue: mpsc::Sender<Outbound>,
+    queue: flume::Sender<Outbound>,
     overflow: Arc<Notify>,
 }
 
@@ -35,8 +35,9 @@ pub struct Subscription {
     pub user: Uuid,
     /// Registry-unique id.
     pub id: u64,
-    /// Incoming payloads.
-    pub queue: mpsc::Receiver<Outbound>,
+    /// Incoming payloads (flume allocates its buffer only when items arrive,
+    /// so an idle connection's queue costs next to nothing).
+    pub queue: flume::Receiver<Outbound>,
     /// Fires when the queue overflowed and the connection must close.
     pub overflow: Arc<Notify>,
 }
@@ -52,7 +53,7 @@ impl Registry {
     /// Registers a new connection of `user`.
     pub fn register(&self, user: Uuid) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = flume::bounded(QUEUE);
         let overflow = Arc::new(Notify::new());
         let connection = Connection {
             id,
@@ -104,8 +105,8 @@ impl Registry {
                 };
                 match connection.queue.try_send(item) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => connection.overflow.notify_one(),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(flume::TrySendError::Full(_)) => connection.overflow.notify_one(),
+                    Err(flume::TrySendError::Disconnected(_)) => {}
                 }
             }
         }
@@ -129,15 +130,15 @@ mod tests {
         let registry = Registry::default();
         let alice = Uuid::now_v7();
         let bob = Uuid::now_v7();
-        let mut a1 = registry.register(alice);
-        let mut a2 = registry.register(alice);
-        let mut b = registry.register(bob);
+        let a1 = registry.register(alice);
+        let a2 = registry.register(alice);
+        let b = registry.register(bob);
         registry.deliver(&Envelope {
             targets: vec![(alice, Some(7))],
             payload: typing(),
         });
-        assert_eq!(a1.queue.recv().await.map(|o| o.cursor), Some(Some(7)));
-        assert_eq!(a2.queue.recv().await.map(|o| o.cursor), Some(Some(7)));
+        assert_eq!(a1.queue.recv_async().await.map(|o| o.cursor), Ok(Some(7)));
+        assert_eq!(a2.queue.recv_async().await.map(|o| o.cursor), Ok(Some(7)));
         assert!(b.queue.try_recv().is_err());
         registry.unregister(alice, a1.id);
         assert_eq!(registry.connections(), 2);

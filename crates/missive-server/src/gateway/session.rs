@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use missive_protocol::{MessageStatus, ServerFrame, User};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -83,7 +83,7 @@ pub async fn run(
     let subscription = gateway.registry.register(user.id);
     writer.overflow = subscription.overflow.clone();
     let (id, user_id) = (subscription.id, subscription.user);
-    let (replies_tx, replies_rx) = mpsc::channel(REPLIES);
+    let (replies_tx, replies_rx) = flume::bounded(REPLIES);
     let local = CancellationToken::new();
     let last_seen = Arc::new(AtomicI64::new(now_ms()));
     tracing::debug!(user = %user.phone_number, connection = id, since = ?since, "websocket open");
@@ -145,7 +145,7 @@ impl Writer {
         mut self,
         ready: ServerFrame,
         mut subscription: Subscription,
-        mut replies: mpsc::Receiver<Box<ServerFrame>>,
+        mut replies: flume::Receiver<Box<ServerFrame>>,
         shutdown: CancellationToken,
         local: CancellationToken,
         last_seen: Arc<AtomicI64>,
@@ -170,7 +170,7 @@ impl Writer {
         &mut self,
         ready: ServerFrame,
         subscription: &mut Subscription,
-        replies: &mut mpsc::Receiver<Box<ServerFrame>>,
+        replies: &mut flume::Receiver<Box<ServerFrame>>,
         shutdown: &CancellationToken,
         local: &CancellationToken,
         last_seen: &AtomicI64,
@@ -184,8 +184,8 @@ impl Writer {
                 () = shutdown.cancelled() => Wake::Shutdown,
                 () = local.cancelled() => Wake::PeerGone,
                 () = subscription.overflow.notified() => Wake::Overflow,
-                item = subscription.queue.recv() => item.map_or(Wake::Ended, Wake::Item),
-                frame = replies.recv() => frame.map_or(Wake::Ended, Wake::Reply),
+                item = subscription.queue.recv_async() => item.map_or(Wake::Ended, Wake::Item),
+                frame = replies.recv_async() => frame.map_or(Wake::Ended, Wake::Reply),
                 _ = ping.tick() => Wake::Ping,
             };
             // The work of each wake-up is boxed, so that an idle connection
@@ -247,7 +247,7 @@ impl Writer {
     async fn answer(
         &mut self,
         first: Box<ServerFrame>,
-        replies: &mut mpsc::Receiver<Box<ServerFrame>>,
+        replies: &mut flume::Receiver<Box<ServerFrame>>,
     ) -> anyhow::Result<()> {
         self.feed(&first).await?;
         for _ in 0..BURST {
@@ -276,7 +276,7 @@ impl Writer {
     async fn goodbye(
         &mut self,
         subscription: &mut Subscription,
-        replies: &mut mpsc::Receiver<Box<ServerFrame>>,
+        replies: &mut flume::Receiver<Box<ServerFrame>>,
     ) -> anyhow::Result<()> {
         while let Ok(item) = subscription.queue.try_recv() {
             self.deliver(item).await?;
@@ -422,7 +422,7 @@ async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     state: &AppState,
     user: &User,
-    replies: mpsc::Sender<Box<ServerFrame>>,
+    replies: flume::Sender<Box<ServerFrame>>,
     local: &CancellationToken,
     last_seen: &AtomicI64,
 ) {
@@ -459,12 +459,12 @@ async fn read_loop(
 }
 
 /// Hands a reply to the writer; `false` when the writer is gone.
-async fn forward(replies: &mpsc::Sender<Box<ServerFrame>>, frame: ServerFrame) -> bool {
+async fn forward(replies: &flume::Sender<Box<ServerFrame>>, frame: ServerFrame) -> bool {
     // Most replies fit at once; waiting for room is the rare, boxed path.
     match replies.try_send(Box::new(frame)) {
         Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(frame)) => Box::pin(replies.send(frame)).await.is_ok(),
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(flume::TrySendError::Full(frame)) => Box::pin(replies.send_async(frame)).await.is_ok(),
+        Err(flume::TrySendError::Disconnected(_)) => false,
     }
 }
 
