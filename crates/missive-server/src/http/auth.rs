@@ -16,6 +16,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use missive_protocol::User;
 
+use serde::Deserialize;
+
 use super::error::ApiError;
 use crate::config::AuthMode;
 use crate::domain::PhoneNumber;
@@ -67,6 +69,26 @@ fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The claimed identity of a read: `phoneNumber=` (or `participant=`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityParams {
+    /// Claimed phone number.
+    pub phone_number: Option<String>,
+    /// Same as `phoneNumber`.
+    pub participant: Option<String>,
+}
+
+impl IdentityParams {
+    /// The claim, if any.
+    pub fn claim(&self) -> Option<Claim<'_>> {
+        self.phone_number
+            .as_deref()
+            .or(self.participant.as_deref())
+            .map(Claim::Phone)
+    }
 }
 
 /// A claimed identity: a phone number, or (on `/ws`) a user id or phone number.

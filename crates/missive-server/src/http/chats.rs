@@ -5,12 +5,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use missive_protocol::{Chat, CreateChatRequest};
-use serde::Deserialize;
 
-use super::auth::{Caller, Claim};
+use super::auth::{Caller, IdentityParams};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_id};
-use super::pagination::{link_headers, next_url, parse_limit, parse_offset};
+use super::pagination::{ListParams, link_headers, next_url};
 use crate::domain::PhoneNumber;
 use crate::state::AppState;
 use crate::store::ChatQuery;
@@ -23,37 +22,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/chats", get(list_chats).post(create_chat))
         .route("/chats/{chat_id}", get(get_chat))
-}
-
-/// The claimed identity of a chat read: `phoneNumber=` (or `participant=`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IdentityParams {
-    /// Claimed phone number.
-    pub phone_number: Option<String>,
-    /// Same as `phoneNumber`.
-    pub participant: Option<String>,
-}
-
-impl IdentityParams {
-    /// The claim, if any.
-    pub fn claim(&self) -> Option<Claim<'_>> {
-        self.phone_number
-            .as_deref()
-            .or(self.participant.as_deref())
-            .map(Claim::Phone)
-    }
-}
-
-/// Query of `GET /chats`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListParams {
-    #[serde(flatten)]
-    identity: IdentityParams,
-    limit: Option<String>,
-    offset: Option<String>,
-    before: Option<String>,
 }
 
 /// POST /chats: 201 with a new chat, 200 with the existing 1:1 of that pair.
@@ -118,8 +86,7 @@ async fn list_chats(
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, Json<Vec<Chat>>), ApiError> {
-    let limit = parse_limit(params.limit.as_deref())?;
-    let offset = parse_offset(params.offset.as_deref())?;
+    let (limit, offset) = params.page()?;
     let before = params
         .before
         .as_deref()

@@ -7,13 +7,11 @@ use axum::{Json, Router};
 use missive_protocol::{
     Message, MessageStatus, SendMessageRequest, StatusRequest, StatusResponse, TypingRequest,
 };
-use serde::Deserialize;
 
 use super::auth::{Caller, Claim};
-use super::chats::IdentityParams;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_id};
-use super::pagination::{link_headers, next_url, parse_limit, parse_offset};
+use super::pagination::{ListParams, link_headers, next_url};
 use crate::service::{Draft, Recipient, SendError};
 use crate::state::AppState;
 use crate::store::{MessageCursor, MessageQuery};
@@ -49,17 +47,6 @@ async fn send_message(
     Ok((StatusCode::CREATED, Json(message)))
 }
 
-/// Query of `GET /chats/{chatId}/messages`.
-#[derive(Debug, Default, Deserialize)]
-struct ListParams {
-    #[serde(flatten)]
-    identity: IdentityParams,
-    limit: Option<String>,
-    offset: Option<String>,
-    before: Option<String>,
-    after: Option<String>,
-}
-
 /// GET /chats/{chatId}/messages: a page, newest first, with `Link: rel="next"`.
 async fn list_messages(
     State(state): State<AppState>,
@@ -68,8 +55,7 @@ async fn list_messages(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, Json<Vec<Message>>), ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;
-    let limit = parse_limit(params.limit.as_deref())?;
-    let offset = parse_offset(params.offset.as_deref())?;
+    let (limit, offset) = params.page()?;
     let cursor = match (params.before.as_deref(), params.after.as_deref()) {
         (None, None) => MessageCursor::Newest,
         (Some(before), None) => MessageCursor::Before(parse_id("before", before)?),

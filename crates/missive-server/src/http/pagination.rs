@@ -3,6 +3,9 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
+use serde::Deserialize;
+
+use super::auth::IdentityParams;
 use super::error::ApiError;
 
 /// Default page size.
@@ -11,6 +14,32 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 /// Largest `offset` accepted (deeper pages should use cursors).
 pub const MAX_OFFSET: u32 = 1_000_000;
+
+/// Query of the list endpoints: the claimed identity and the page wanted.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    /// `phoneNumber=` / `participant=`.
+    #[serde(flatten)]
+    pub identity: IdentityParams,
+    /// Page size (`limit`).
+    pub limit: Option<String>,
+    /// Items to skip (`offset`).
+    pub offset: Option<String>,
+    /// Cursor: items older than this id (`before`).
+    pub before: Option<String>,
+    /// Cursor: items newer than this id (`after`; messages only).
+    pub after: Option<String>,
+}
+
+impl ListParams {
+    /// The page size and offset, validated.
+    pub fn page(&self) -> Result<(u32, u32), ApiError> {
+        Ok((
+            parse_limit(self.limit.as_deref())?,
+            parse_offset(self.offset.as_deref())?,
+        ))
+    }
+}
 
 /// Parses `limit`: 1–200, 50 when absent.
 pub fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
