@@ -47,27 +47,25 @@ pub struct TestUser {
 impl TestUser {
     /// Sends `content` to `receiver` (1:1 shape, token only) and expects a 201.
     pub async fn send_to(&self, receiver: &str, content: &str) -> Message {
-        let request = SendMessageRequest {
+        self.send_expecting_201(SendMessageRequest {
             receiver: Some(receiver.to_owned()),
             content: content.to_owned(),
             ..SendMessageRequest::default()
-        };
-        let response = self
-            .client
-            .send_message(&request)
-            .await
-            .expect("the send succeeds");
-        assert_eq!(response.status, 201);
-        response.body
+        })
+        .await
     }
 
     /// Sends `content` to the chat `chat_id` (token only) and expects a 201.
     pub async fn send_in(&self, chat_id: Uuid, content: &str) -> Message {
-        let request = SendMessageRequest {
+        self.send_expecting_201(SendMessageRequest {
             chat_id: Some(chat_id),
             content: content.to_owned(),
             ..SendMessageRequest::default()
-        };
+        })
+        .await
+    }
+
+    async fn send_expecting_201(&self, request: SendMessageRequest) -> Message {
         let response = self
             .client
             .send_message(&request)

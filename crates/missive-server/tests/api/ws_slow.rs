@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use missive_client::protocol::{Message, SendMessageRequest, ServerFrame};
+use missive_client::protocol::{Message, ServerFrame};
 use missive_client::ws::WsError;
 
 use crate::helpers::{ALICE, BOB, CAROL, DAVE, TestApp, TestUser, spawn_app};
@@ -29,21 +29,6 @@ async fn open_connections(app: &TestApp) -> u64 {
         .unwrap_or_else(|| panic!("no missive_websocket_connections gauge in {}", raw.body))
 }
 
-async fn send(sender: &TestUser, receiver: &str, content: String) -> Message {
-    let request = SendMessageRequest {
-        receiver: Some(receiver.to_owned()),
-        content,
-        ..SendMessageRequest::default()
-    };
-    let response = sender
-        .client
-        .send_message(&request)
-        .await
-        .expect("the send succeeds");
-    assert_eq!(response.status, 201);
-    response.body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_is_disconnected_while_others_keep_receiving() {
     let app = spawn_app().await;
@@ -64,9 +49,9 @@ async fn a_client_that_does_not_read_is_disconnected_while_others_keep_receiving
             let mut to_carol = Vec::new();
             for n in 0..FLOOD / FLOODERS {
                 let content = format!("{i}/{n} {}", "x".repeat(4000));
-                send(&sender, BOB, content).await;
+                sender.send_to(BOB, &content).await;
                 if n % HEALTHY_EVERY == 0 {
-                    to_carol.push(send(&sender, CAROL, format!("{i}/{n} for carol")).await);
+                    to_carol.push(sender.send_to(CAROL, &format!("{i}/{n} for carol")).await);
                 }
             }
             to_carol
