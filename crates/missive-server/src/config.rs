@@ -2,6 +2,8 @@
 //! command line (each variable of API.md §6 is also a flag; `--help` lists them).
 //! Loading it has no side effects.
 
+use std::time::Duration;
+
 use clap::{Parser, ValueEnum};
 
 /// Who may claim an identity without a token (API.md §1).
@@ -70,6 +72,15 @@ pub struct Config {
     /// Requests per minute per client address on register and login; 0 disables.
     #[arg(long, env = "AUTH_RATE_LIMIT", default_value_t = 20)]
     pub auth_rate_limit: u32,
+    /// Concurrent TCP connections (HTTP and WebSocket); past it, new ones wait in the backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head (e.g. `10s`).
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Time an idle keep-alive HTTP connection stays open (e.g. `60s`).
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub http_idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +97,9 @@ impl Default for Config {
             otp_webhook_url: None,
             send_rate_limit: 50,
             auth_rate_limit: 20,
+            max_connections: 16_384,
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -109,6 +123,23 @@ mod tests {
         assert_eq!(config.port, 9000);
         assert_eq!(config.auth_mode, AuthMode::Required);
         assert_eq!(config.database_url, "sqlite::memory:");
+    }
+
+    #[test]
+    fn the_parsed_defaults_equal_default() {
+        let parsed = Config::try_parse_from(["missive"]).expect("parses");
+        let default = Config::default();
+        assert_eq!(parsed.max_connections, default.max_connections);
+        assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
+        assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
+    }
+
+    #[test]
+    fn timeouts_take_human_durations() {
+        let config =
+            Config::try_parse_from(["missive", "--http-header-timeout", "1500ms"]).expect("parses");
+        assert_eq!(config.http_header_timeout, Duration::from_millis(1500));
+        assert!(Config::try_parse_from(["missive", "--http-idle-timeout", "soon"]).is_err());
     }
 
     #[test]

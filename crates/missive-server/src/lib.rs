@@ -10,6 +10,7 @@
 //! - [`gateway`]: the WebSocket: upgrade, sessions, the registry of connections.
 //! - [`bus`]: fan-out of committed events to every connection of a user.
 //! - [`service`]: messaging operations shared by HTTP and WebSocket.
+//! - [`serve`]: the accept loop: connection cap, header and idle timeouts.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
 //! - [`security`]: tokens, login codes and their senders, rate limits.
 //! - [`telemetry`]: logging setup.
@@ -21,6 +22,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod security;
+pub mod serve;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::bus::{DynBus, LocalBus};
@@ -17,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::security::{
     Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
 };
+use crate::serve;
 use crate::service::Service;
 use crate::state::AppState;
 use crate::store;
@@ -126,30 +126,61 @@ impl Application {
                 limits.shrink();
             }
         });
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        // On the signal: stop accepting, and have every WebSocket flush and close (1001).
-        let closing = gateway.clone();
-        let signal = async move {
-            shutdown.await;
-            closing.shutdown.cancel();
+        let limits = serve::Limits {
+            max_connections: connection_budget(config.max_connections),
+            header_timeout: config.http_header_timeout,
+            idle_timeout: config.http_idle_timeout,
         };
-        // Small frames (an ack right after a push) must not wait for Nagle's algorithm.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
+        let router = http::router(self.state);
+        // On the signal: stop accepting, and have every WebSocket flush and close (1001).
+        let stopping = gateway.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopping.cancel();
         });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await;
+        serve::serve(
+            self.listener,
+            router,
+            limits,
+            gateway.shutdown.clone(),
+            SHUTDOWN_GRACE,
+        )
+        .await;
         gateway.close(SHUTDOWN_GRACE).await;
         housekeeping.abort();
         tracing::info!("shutting down: closing the database");
         store.close().await;
-        served?;
         tracing::info!("bye");
         Ok(())
     }
+}
+
+/// File descriptors kept free for the database, logs and outgoing requests.
+const RESERVED_FDS: u64 = 256;
+
+/// `max_connections`, lowered when the process may not open that many files.
+///
+/// The soft open-file limit is raised to the hard one first; past the cap new
+/// connections wait in the backlog, which is better than failing `accept`.
+fn connection_budget(max_connections: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return max_connections;
+        }
+    };
+    let budget = usize::try_from(limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+    if max_connections > budget {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = limit,
+            using = budget,
+            "MAX_CONNECTIONS is above the open-file limit; lowering it"
+        );
+        return budget;
+    }
+    max_connections
 }
 
 /// The database URL without a password, for logs.

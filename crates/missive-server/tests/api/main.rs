@@ -5,6 +5,7 @@ mod auth_helpers;
 mod auth_matrix;
 mod auth_modes;
 mod chats;
+mod connections;
 mod durability;
 mod errors;
 mod health;

@@ -1,0 +1,414 @@
+//! The accept loop: every TCP connection of the node, HTTP and WebSocket.
+//!
+//! `axum::serve` never times a connection out: a client that sends nothing,
+//! or dribbles a header, or idles after a keep-alive request holds its socket
+//! (and up to hyper's 400 KB read buffer) for as long as it likes. This loop
+//! serves the same router through hyper directly, with three limits:
+//!
+//! - **At most `max_connections` at once.** The loop takes a permit *before*
+//!   `accept`, so past the cap it waits (new clients queue in the kernel's
+//!   backlog) instead of spinning or running out of file descriptors. The
+//!   permit travels with the socket, so an upgraded WebSocket holds its slot
+//!   until it closes.
+//! - **A request head must arrive within `header_timeout`,** counted from the
+//!   accept, or from the first byte of a later request on a kept-alive
+//!   connection. hyper's own `header_read_timeout` cannot tell a slow head
+//!   from an idle keep-alive (its timer starts as soon as it waits for the
+//!   next request), so the phases are tracked here, in [`Watchdog`].
+//! - **An idle keep-alive connection closes after `idle_timeout`.**
+//!
+//! hyper's read buffer is capped at [`MAX_READ_BUFFER`], so an oversized
+//! header block is refused (431) as it arrives instead of being buffered.
+//! Once a connection is upgraded to a WebSocket, hyper hands the socket over
+//! and these timers stop; the gateway's ping and idle rules take over.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::{Service, ServiceExt};
+
+/// Largest read buffer of a connection: a request head (request line and
+/// headers) that does not fit is answered 431 by hyper as soon as the buffer
+/// is full. The router's own check answers heads over 16 KiB with a JSON 431;
+/// this bound is a little larger so that check keeps answering in between.
+pub const MAX_READ_BUFFER: usize = 32 * 1024;
+
+/// The connection limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Concurrent TCP connections (HTTP and WebSocket together).
+    pub max_connections: usize,
+    /// Time allowed to receive a whole request head.
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive connection stays open.
+    pub idle_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops
+/// accepting, lets every request in flight finish (at most `grace`) and
+/// returns. Upgraded WebSockets are not waited for: their owner closes them.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = TaskTracker::new();
+    let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let mut warned_full = false;
+    loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !warned_full {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait until one closes"
+                    );
+                    warned_full = true;
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        if slots.available_permits() > limits.max_connections / 10 {
+            warned_full = false;
+        }
+        // Small frames (an ack right after a push) must not wait for Nagle's algorithm.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let router = match make_service.call(peer).await {
+            Ok(router) => router,
+            Err(never) => match never {},
+        };
+        connections.spawn(serve_connection(
+            tcp,
+            permit,
+            router,
+            limits,
+            shutdown.clone(),
+        ));
+    }
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "requests still running at the end of the shutdown grace period"
+        );
+    }
+}
+
+/// Accept errors are per connection (reset before accept) or resource
+/// exhaustion (out of file descriptors): neither stops the server, and the
+/// latter must not spin the loop.
+async fn accept_failed(error: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accept failed; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// One connection, from accept to close (or to its upgrade to a WebSocket).
+async fn serve_connection<S>(
+    tcp: TcpStream,
+    permit: OwnedSemaphorePermit,
+    service: S,
+    limits: Limits,
+    shutdown: CancellationToken,
+) where
+    S: Service<Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let watchdog = Arc::new(Watchdog::new(limits));
+    let io = TokioIo::new(Guarded {
+        tcp,
+        watchdog: watchdog.clone(),
+        _permit: permit,
+    });
+    let observed = {
+        let watchdog = watchdog.clone();
+        tower::service_fn(move |request: axum::http::Request<Incoming>| {
+            let service = service.clone();
+            let watchdog = watchdog.clone();
+            async move {
+                watchdog.request_started();
+                let response = service.oneshot(request.map(Body::new)).await;
+                watchdog.response_ready();
+                response
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // The watchdog times heads; hyper's timer would also cut idle keep-alives.
+        .header_read_timeout(None)
+        .max_buf_size(MAX_READ_BUFFER);
+    let connection = builder
+        .serve_connection(io, TowerToHyperService::new(observed))
+        .with_upgrades();
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        let check_at = watchdog.next_check();
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(check_at) => {
+                if let Some(reason) = watchdog.expired() {
+                    tracing::debug!(reason, "closing a connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// Waiting for (the rest of) a request head: `header_timeout` runs.
+    Head = 0,
+    /// A request is being handled: no timer.
+    Busy = 1,
+    /// Between requests, nothing received yet: `idle_timeout` runs.
+    Idle = 2,
+}
+
+/// The per-connection timer state, shared by the socket (which sees bytes
+/// arrive), the service (which sees requests start and end) and the
+/// connection task (which closes the socket when a deadline has passed).
+#[derive(Debug)]
+struct Watchdog {
+    limits: Limits,
+    opened: Instant,
+    phase: AtomicU8,
+    /// Milliseconds after `opened` when the current phase expires.
+    deadline_ms: AtomicU64,
+}
+
+impl Watchdog {
+    fn new(limits: Limits) -> Self {
+        Watchdog {
+            limits,
+            opened: Instant::now(),
+            phase: AtomicU8::new(Phase::Head as u8),
+            deadline_ms: AtomicU64::new(millis(limits.header_timeout)),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        millis(self.opened.elapsed())
+    }
+
+    fn enter(&self, phase: Phase, timeout: Duration) {
+        self.deadline_ms
+            .store(self.now_ms() + millis(timeout), Ordering::Relaxed);
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// Bytes arrived: on an idle connection they start the next request head.
+    fn bytes_received(&self) {
+        if self.phase.load(Ordering::Acquire) == Phase::Idle as u8 {
+            self.enter(Phase::Head, self.limits.header_timeout);
+        }
+    }
+
+    fn request_started(&self) {
+        self.phase.store(Phase::Busy as u8, Ordering::Release);
+    }
+
+    fn response_ready(&self) {
+        self.enter(Phase::Idle, self.limits.idle_timeout);
+    }
+
+    /// When the connection task should look again.
+    fn next_check(&self) -> Instant {
+        let phase = self.phase.load(Ordering::Acquire);
+        let deadline = if phase == Phase::Busy as u8 {
+            // The handler's end moves us to Idle; look again within a head timeout.
+            self.now_ms() + millis(self.limits.header_timeout)
+        } else {
+            self.deadline_ms.load(Ordering::Relaxed)
+        };
+        self.opened + Duration::from_millis(deadline)
+    }
+
+    /// Why the connection must close now, if it must.
+    fn expired(&self) -> Option<&'static str> {
+        let phase = self.phase.load(Ordering::Acquire);
+        if phase == Phase::Busy as u8 || self.now_ms() < self.deadline_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(if phase == Phase::Head as u8 {
+            "request head not received in time"
+        } else {
+            "idle keep-alive timeout"
+        })
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX / 2)
+}
+
+/// The TCP stream with the connection's slot and watchdog attached.
+struct Guarded {
+    tcp: TcpStream,
+    watchdog: Arc<Watchdog>,
+    /// Released when the socket is dropped (also after a WebSocket upgrade).
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.watchdog.bytes_received();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_connections: 4,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_must_arrive_within_the_header_timeout() {
+        let watchdog = Watchdog::new(limits());
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(watchdog.expired(), None);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            watchdog.expired(),
+            Some("request head not received in time")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_never_expires_and_an_idle_one_gets_the_idle_timeout() {
+        let watchdog = Watchdog::new(limits());
+        watchdog.request_started();
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(watchdog.expired(), None);
+        watchdog.response_ready();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(watchdog.expired(), None);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(watchdog.expired(), Some("idle keep-alive timeout"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_byte_of_the_next_request_starts_the_header_timeout() {
+        let watchdog = Watchdog::new(limits());
+        watchdog.request_started();
+        watchdog.response_ready();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        watchdog.bytes_received();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(
+            watchdog.expired(),
+            Some("request head not received in time")
+        );
+    }
+}
