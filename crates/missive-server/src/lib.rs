@@ -7,8 +7,9 @@
 //! - [`domain`]: validated newtypes (phone numbers, message content).
 //! - [`store`]: the [`store::Store`] boundary and its SQLite implementation
 //!   (single writer thread with group commit; a pool of readers).
-//! - [`gateway`]: the WebSocket: upgrade, sessions, the registry of connections.
-//! - [`bus`]: fan-out of committed events to every connection of a user.
+//! - [`gateway`]: the WebSocket: upgrade and one session per connection.
+//! - [`bus`]: fan-out of committed events to every connection of a user, and
+//!   the node's registry of connections.
 //! - [`service`]: messaging operations shared by HTTP and WebSocket.
 //! - [`serve`]: the accept loop: connection cap, header and idle timeouts.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.

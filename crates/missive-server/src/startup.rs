@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::bus::{DynBus, LocalBus};
+use crate::bus::{DynBus, LocalBus, Registry};
 use crate::config::{AuthMode, Config};
-use crate::gateway::{Gateway, Registry};
+use crate::gateway::Gateway;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::security::{

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Bus, Envelope};
-use crate::gateway::Registry;
+use super::Registry;
 
 /// Fan-out inside one process.
 pub struct LocalBus {

@@ -1,10 +1,15 @@
 //! The fan-out boundary. The store is the truth and the bus is only a hint:
 //! events are published after their commit, and a connection that misses one
 //! notices the gap in its cursors and reads the store.
+//!
+//! Each node keeps a [`Registry`] of its live connections; a bus hands every
+//! envelope to the registry of each node (the in-process bus: just this one).
 
 mod local;
+mod registry;
 
 pub use local::LocalBus;
+pub use registry::{Outbound, QUEUE, Registry, Subscription};
 
 use std::sync::Arc;
 

@@ -1,11 +1,8 @@
 //! The WebSocket gateway (`GET /ws`, API.md §5): the upgrade, one session per
-//! connection, and the node's registry of connections.
+//! connection (registered in the bus's connection registry).
 
 pub mod frames;
-mod registry;
 mod session;
-
-pub use registry::{Outbound, QUEUE, Registry, Subscription};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +17,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bus::Registry;
 use crate::http::auth::{Caller, Claim};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiQuery;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::frames::{self, Command};
-use super::registry::{Outbound, Subscription};
+use crate::bus::{Outbound, Subscription};
 use crate::bus::Payload;
 use crate::domain::now_ms;
 use crate::http::error::ApiError;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::bus::{Envelope, Payload};
+use super::{Envelope, Payload};
 
 /// Frames queued per connection before it counts as a slow reader.
 pub const QUEUE: usize = 1024;
