@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Bus, Envelope};
 use super::Registry;
+use super::{Bus, Envelope};
 
 /// Fan-out inside one process.
 pub struct LocalBus {

@@ -1,6 +1,9 @@
-//! Domain newtypes: values that are valid by construction.
+//! The domain: values that are valid by construction (phone numbers, message
+//! content) and the pure rules every store and transport shares.
 
+pub mod chat;
 mod content;
+pub mod login;
 mod phone;
 
 pub use content::{ClientMessageId, MessageContent};

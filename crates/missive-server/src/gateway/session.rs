@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::frames::{self, Command};
-use crate::bus::{Outbound, Subscription};
 use crate::bus::Payload;
+use crate::bus::{Outbound, Subscription};
 use crate::domain::now_ms;
 use crate::http::error::ApiError;
 use crate::service::{Draft, Recipient, SendError};

@@ -21,7 +21,7 @@ use super::{
     ChatQuery, ChatView, CodeAttempt, Committing, Event, LoginCode, MessageQuery, NewMessage,
     NewUser, Page, Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
 };
-use crate::domain::PhoneNumber;
+use crate::domain::{PhoneNumber, chat};
 
 /// Read connections of a file database.
 const READERS: usize = 4;
@@ -306,7 +306,7 @@ impl Store for SqliteStore {
         let Some(viewer) = viewer else {
             return Ok((page, None));
         };
-        let Some(newest) = sql::newest_undelivered(&page.items, &members, viewer) else {
+        let Some(newest) = chat::newest_undelivered(&page.items, &members, viewer) else {
             return Ok((page, None));
         };
         let receipt = self
@@ -315,7 +315,7 @@ impl Store for SqliteStore {
             })
             .await?;
         let members = self.read(move |conn| sql::members(conn, chat_id)).await?;
-        sql::refresh_statuses(&mut page.items, &members);
+        chat::refresh_statuses(&mut page.items, &members);
         Ok((page, Some(receipt)))
     }
 

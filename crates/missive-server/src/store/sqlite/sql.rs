@@ -5,21 +5,14 @@ use missive_protocol::{Chat, Message, MessageStatus, User};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use crate::domain::chat::{Member, direct_key, refresh_statuses, status_of};
+use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
     ChatQuery, ChatView, CodeAttempt, Event as LogEvent, LoginCode, MessageCursor, MessageQuery,
     NewMessage, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SendTarget, Sent, StoreError,
     StoreResult,
 };
-
-/// A participant of a chat and their watermarks.
-#[derive(Debug, Clone)]
-pub struct Member {
-    user_id: Uuid,
-    phone: String,
-    delivered_seq: i64,
-    read_seq: i64,
-}
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
 const MESSAGE_COLUMNS: &str =
@@ -53,42 +46,6 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         client_message_id: row.get(6)?,
         status: MessageStatus::Sent,
     })
-}
-
-/// The furthest state a message reached for every participant but its sender
-/// (the minimum over recipients).
-fn status_of(members: &[Member], sender_phone: &str, seq: i64) -> MessageStatus {
-    members
-        .iter()
-        .filter(|m| m.phone != sender_phone)
-        .map(|m| {
-            if m.read_seq >= seq {
-                MessageStatus::Read
-            } else if m.delivered_seq >= seq {
-                MessageStatus::Delivered
-            } else {
-                MessageStatus::Sent
-            }
-        })
-        .min()
-        .unwrap_or(MessageStatus::Sent)
-}
-
-/// Recomputes `status` of each message from the members' watermarks.
-pub fn refresh_statuses(messages: &mut [Message], members: &[Member]) {
-    for message in messages {
-        message.status = status_of(members, &message.sender, message.seq);
-    }
-}
-
-/// The newest message of `page` sent by someone else that `viewer` has not
-/// yet marked delivered.
-pub fn newest_undelivered(page: &[Message], members: &[Member], viewer: Uuid) -> Option<Uuid> {
-    let me = members.iter().find(|m| m.user_id == viewer)?;
-    page.iter()
-        .filter(|m| m.sender != me.phone && m.seq > me.delivered_seq)
-        .max_by_key(|m| m.seq)
-        .map(|m| m.id)
 }
 
 pub fn insert_user(conn: &Connection, new: &NewUser) -> StoreResult<User> {
@@ -185,18 +142,27 @@ pub fn redeem_login_code(conn: &Connection, attempt: &CodeAttempt) -> StoreResul
     let Some((user, code_hash, expires_at, attempts)) = row else {
         return Ok(Redeemed::Invalid);
     };
-    if attempts >= attempt.max_attempts {
-        return Ok(Redeemed::TooManyAttempts);
-    }
-    if expires_at <= attempt.now {
-        return Ok(Redeemed::Invalid);
-    }
-    if !constant_time_eq::constant_time_eq(code_hash.as_bytes(), attempt.code_hash.as_bytes()) {
-        conn.prepare_cached(
-            "UPDATE login_codes SET attempts = attempts + 1 WHERE phone_number = ?1",
-        )?
-        .execute([&attempt.phone_number])?;
-        return Ok(Redeemed::Invalid);
+    let stored = StoredCode {
+        code_hash: &code_hash,
+        expires_at,
+        attempts,
+    };
+    match judge(
+        &stored,
+        &attempt.code_hash,
+        attempt.now,
+        attempt.max_attempts,
+    ) {
+        Verdict::Accept => {}
+        Verdict::Burned => return Ok(Redeemed::TooManyAttempts),
+        Verdict::Expired => return Ok(Redeemed::Invalid),
+        Verdict::Wrong => {
+            conn.prepare_cached(
+                "UPDATE login_codes SET attempts = attempts + 1 WHERE phone_number = ?1",
+            )?
+            .execute([&attempt.phone_number])?;
+            return Ok(Redeemed::Invalid);
+        }
     }
     conn.prepare_cached("DELETE FROM login_codes WHERE phone_number = ?1")?
         .execute([&attempt.phone_number])?;
@@ -282,11 +248,6 @@ fn next_activity(conn: &Connection) -> StoreResult<i64> {
     Ok(conn
         .prepare_cached("SELECT COALESCE(MAX(activity), 0) + 1 FROM chats")?
         .query_row([], |r| r.get(0))?)
-}
-
-fn direct_key(a: Uuid, b: Uuid) -> String {
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
-    format!("{low}:{high}")
 }
 
 fn insert_chat(
@@ -687,61 +648,4 @@ pub fn mark_status(
         },
         targets: events,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn member(phone: &str, delivered: i64, read: i64) -> Member {
-        Member {
-            user_id: Uuid::now_v7(),
-            phone: phone.into(),
-            delivered_seq: delivered,
-            read_seq: read,
-        }
-    }
-
-    #[test]
-    fn status_is_the_minimum_over_recipients() {
-        let members = [
-            member("+1000000", 9, 9),
-            member("+2000000", 5, 3),
-            member("+3000000", 4, 0),
-        ];
-        assert_eq!(status_of(&members, "+1000000", 3), MessageStatus::Delivered);
-        assert_eq!(status_of(&members, "+1000000", 5), MessageStatus::Sent);
-        assert_eq!(status_of(&members[..2], "+1000000", 3), MessageStatus::Read);
-        assert_eq!(status_of(&members[..2], "+2000000", 9), MessageStatus::Read);
-    }
-
-    #[test]
-    fn own_messages_do_not_need_delivery() {
-        let members = [member("+1000000", 0, 0), member("+2000000", 0, 0)];
-        let me = members[0].user_id;
-        let mine = Message {
-            id: Uuid::now_v7(),
-            chat_id: Uuid::nil(),
-            seq: 1,
-            sender: "+1000000".into(),
-            content: "x".into(),
-            created_at: String::new(),
-            client_message_id: None,
-            status: MessageStatus::Sent,
-        };
-        let theirs = Message {
-            id: Uuid::now_v7(),
-            seq: 2,
-            sender: "+2000000".into(),
-            ..mine.clone()
-        };
-        assert_eq!(
-            newest_undelivered(std::slice::from_ref(&mine), &members, me),
-            None
-        );
-        assert_eq!(
-            newest_undelivered(&[theirs.clone(), mine], &members, me),
-            Some(theirs.id)
-        );
-    }
 }
