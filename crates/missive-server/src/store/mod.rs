@@ -217,6 +217,26 @@ pub struct ChatQuery {
 }
 
 /// The persistence operations of missive.
+///
+/// # What every backend guarantees
+///
+/// - **Commit before acknowledgement.** A method returns `Ok` only after its
+///   writes are durable (committed; for SQLite, fsynced).
+/// - **Per-user event numbers commit in number order.** The events appended
+///   to a user's log (see [`Store::events_since`]) are numbered 1, 2, 3, …
+///   without gaps, and a number is visible only once every smaller number of
+///   that user is: a reader that has seen event `n` can never later find an
+///   event `< n` it had not seen. (A global sequence does not give this; the
+///   number must be taken under the user's lock, or by a single writer.)
+/// - **A connection's sends are stored in the order they were queued:**
+///   messages passed to [`Store::queue_message`] one after the other get
+///   increasing `seq` in their chat and increasing event numbers.
+/// - **Unique violations are domain errors,** whichever node raced:
+///   a taken phone number is [`StoreError::PhoneTaken`]; two concurrent
+///   creations of the 1:1 chat of one pair yield the same chat; two sends with
+///   one `(sender, clientMessageId)` store one message and both return it.
+/// - **Unavailability is [`StoreError::Unavailable`]** (the API's 503), and the
+///   store recovers by itself when the database is back.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks the database answers.
