@@ -2,6 +2,9 @@
 //!
 //! # Layout
 //!
+//! Layers point one way: transports ([`http`], [`gateway`]) → [`service`] →
+//! [`store`] / [`bus`] → [`domain`]. No module imports one above it.
+//!
 //! - [`config`]: the typed configuration (environment and flags).
 //! - [`startup`]: builds the [`Application`] from a config and a listener.
 //! - [`domain`]: validated newtypes (phone numbers, message content).
@@ -10,7 +13,8 @@
 //! - [`gateway`]: the WebSocket: upgrade and one session per connection.
 //! - [`bus`]: fan-out of committed events to every connection of a user, and
 //!   the node's registry of connections.
-//! - [`service`]: messaging operations shared by HTTP and WebSocket.
+//! - [`service`]: every use case (identity, accounts and login, chats,
+//!   messages) and the one error vocabulary, shared by HTTP and WebSocket.
 //! - [`serve`]: the accept loop: connection cap, header and idle timeouts.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
 //! - [`security`]: tokens, login codes and their senders, rate limits.

@@ -17,7 +17,7 @@ use crate::security::{
     Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
 };
 use crate::serve;
-use crate::service::Service;
+use crate::service::{self, Service};
 use crate::state::AppState;
 use crate::store;
 
@@ -29,6 +29,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: AppState,
+    limits: Arc<RateLimits>,
 }
 
 impl Application {
@@ -63,29 +64,28 @@ impl Application {
             None => Arc::new(LogCodeSender),
         };
         let metrics = Arc::new(Metrics::default());
-        let state = AppState {
-            config: Arc::new(config),
-            service: Arc::new(Service::new(
-                store.clone(),
-                bus,
-                limits.clone(),
-                metrics.clone(),
-            )),
-            metrics,
-            gateway: Arc::new(Gateway::new(registry)),
-            tokens: Arc::default(),
-            limits,
+        let service = Service::new(service::Parts {
+            store,
+            bus,
+            limits: limits.clone(),
+            metrics: metrics.clone(),
             codes,
             clock,
-            store,
+            auth_mode: config.auth_mode,
+        });
+        let state = AppState {
+            config: Arc::new(config),
+            service: Arc::new(service),
+            metrics,
+            gateway: Arc::new(Gateway::new(registry)),
         };
         Ok(Application {
             listener,
             local_addr,
             state,
+            limits,
         })
     }
-
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -116,9 +116,9 @@ impl Application {
                 "OTP_WEBHOOK_URL is unset: login codes are written to this log (development only)"
             );
         }
-        let store = self.state.store.clone();
+        let service = self.state.service.clone();
         let gateway = self.state.gateway.clone();
-        let limits = self.state.limits.clone();
+        let limits = self.limits.clone();
         let housekeeping = tokio::spawn(async move {
             let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
@@ -149,7 +149,7 @@ impl Application {
         gateway.close(SHUTDOWN_GRACE).await;
         housekeeping.abort();
         tracing::info!("shutting down: closing the database");
-        store.close().await;
+        service.close().await;
         tracing::info!("bye");
         Ok(())
     }

@@ -93,11 +93,12 @@ async fn upgrade(
     let since = params.since.as_deref().map(parse_cursor).transpose()?;
     let caller = caller.or_token(params.token);
     let token_hash = caller.token().map(hash_token);
-    let user = caller
-        .identify(&state, params.user_id.as_deref().map(Claim::IdOrPhone))
+    let user = state
+        .service
+        .identify(&caller, params.user_id.as_deref().map(Claim::IdOrPhone))
         .await?
         .ok_or_else(|| ApiError::unauthorized("token= or userID= is required"))?;
-    let upgrade = upgrade.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
+    let upgrade = upgrade.map_err(|e| ApiError::invalid_request(e.body_text()))?;
     let tracker = state.gateway.tracker.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
@@ -131,7 +132,7 @@ mod tests {
         assert_eq!(parse_cursor("42").expect("ok"), 42);
         for bad in ["-1", "x", "", "1.5"] {
             assert_eq!(
-                parse_cursor(bad).expect_err(bad).code(),
+                parse_cursor(bad).expect_err(bad).code().as_str(),
                 "invalid_parameter"
             );
         }

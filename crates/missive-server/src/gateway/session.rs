@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use missive_protocol::{MessageStatus, ServerFrame, User};
+use missive_protocol::{ServerFrame, User};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -22,10 +22,9 @@ use super::frames::{self, Command};
 use crate::bus::Payload;
 use crate::bus::{Outbound, Subscription};
 use crate::domain::now_ms;
-use crate::http::error::ApiError;
-use crate::service::{Draft, Recipient, SendError};
+use crate::service::{Draft, Error, Recipient, Service};
 use crate::state::AppState;
-use crate::store::{DynStore, Event};
+use crate::store::Event;
 
 /// How often the server pings.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -63,7 +62,7 @@ pub async fn run(
     let (sink, stream) = socket.split();
     let mut writer = Writer {
         sink,
-        store: state.store.clone(),
+        service: state.service.clone(),
         user: user.id,
         last: 0,
         token_hash,
@@ -71,7 +70,7 @@ pub async fn run(
     };
     // The cursor is read before registering: anything committed after it
     // arrives through the queue or, if the queue missed it, through a gap fill.
-    let current = match state.store.event_cursor(user.id).await {
+    let current = match state.service.event_cursor(user.id).await {
         Ok(cursor) => cursor,
         Err(e) => {
             tracing::error!(error = %e, "websocket: cannot read the event cursor");
@@ -130,7 +129,7 @@ enum Wake {
 /// The sending half of a connection.
 struct Writer {
     sink: Sink,
-    store: DynStore,
+    service: Arc<Service>,
     user: Uuid,
     /// Cursor of the last durable event sent.
     last: i64,
@@ -321,7 +320,7 @@ impl Writer {
     async fn catch_up(&mut self) -> anyhow::Result<()> {
         loop {
             let events = self
-                .store
+                .service
                 .events_since(self.user, self.last, REPLAY_PAGE)
                 .await?;
             let full = events.len() as u32 == REPLAY_PAGE;
@@ -506,18 +505,14 @@ async fn start(state: &AppState, user: &User, text: &str) -> Reply {
             message_id,
             status,
         } => {
-            if status == MessageStatus::Sent {
-                return reply_now(Some(error_frame(
-                    None,
-                    "invalid_frame",
-                    "status must be \"delivered\" or \"read\"",
-                )));
-            }
             let (service, user) = (state.service.clone(), user.id);
             Box::pin(async move {
-                match service.mark_status(chat_id, user, message_id, status).await {
+                match service
+                    .mark_status_of(user, chat_id, message_id, status)
+                    .await
+                {
                     Ok(_) => None,
-                    Err(e) => Some(api_error_frame(None, e.into())),
+                    Err(e) => Some(service_error_frame(None, e)),
                 }
             })
         }
@@ -526,7 +521,7 @@ async fn start(state: &AppState, user: &User, text: &str) -> Reply {
             Box::pin(async move {
                 match service.typing(&user, chat_id, is_typing).await {
                     Ok(()) => None,
-                    Err(e) => Some(api_error_frame(None, e.into())),
+                    Err(e) => Some(service_error_frame(None, e)),
                 }
             })
         }
@@ -538,8 +533,8 @@ async fn queue_send(
     state: &AppState,
     user: &User,
     reference: Option<String>,
-    draft: Result<Draft, SendError>,
-    to: Result<Recipient, SendError>,
+    draft: Result<Draft, Error>,
+    to: Result<Recipient, Error>,
 ) -> Reply {
     let queued = match (draft, to) {
         (Ok(draft), Ok(to)) => state.service.queue_send(user.clone(), to, draft).await,
@@ -553,16 +548,20 @@ async fn queue_send(
 
 fn ack_or_error(
     reference: Option<String>,
-    outcome: Result<missive_protocol::Message, SendError>,
+    outcome: Result<missive_protocol::Message, Error>,
 ) -> ServerFrame {
     match outcome {
         Ok(message) => ServerFrame::Ack { reference, message },
-        Err(e) => api_error_frame(reference, e.into()),
+        Err(e) => service_error_frame(reference, e),
     }
 }
 
-fn api_error_frame(reference: Option<String>, error: ApiError) -> ServerFrame {
-    error_frame(reference, error.code(), error.message().to_owned())
+/// The `error` frame of a refused or failed use case (its cause, if any, is logged).
+fn service_error_frame(reference: Option<String>, error: Error) -> ServerFrame {
+    if let Some(cause) = error.cause() {
+        tracing::error!(code = %error.code(), cause, "websocket command failed");
+    }
+    error_frame(reference, error.code().as_str(), error.message().to_owned())
 }
 
 fn error_frame(reference: Option<String>, code: &str, message: impl Into<String>) -> ServerFrame {

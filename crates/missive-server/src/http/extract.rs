@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::service::ErrorCode;
 
 /// A JSON body; malformed input is a 400 `invalid_request`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,15 +25,11 @@ where
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     "the request body is larger than 64 KiB",
                 ))
             }
-            Err(rejection) => Err(ApiError::bad_request(
-                "invalid_request",
-                rejection.body_text(),
-            )),
+            Err(rejection) => Err(ApiError::invalid_request(rejection.body_text())),
         }
     }
 }

@@ -4,15 +4,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use missive_protocol::{
-    Message, MessageStatus, SendMessageRequest, StatusRequest, StatusResponse, TypingRequest,
-};
+use missive_protocol::{Message, SendMessageRequest, StatusRequest, StatusResponse, TypingRequest};
 
-use super::auth::{Caller, Claim};
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_id};
 use super::pagination::{ListParams, link_headers, next_url};
-use crate::service::{Draft, Recipient, SendError};
+use crate::service::messages::SendRequest;
 use crate::state::AppState;
 use crate::store::{MessageCursor, MessageQuery};
 
@@ -32,18 +30,14 @@ async fn send_message(
     caller: Caller,
     ApiJson(body): ApiJson<SendMessageRequest>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let draft = Draft::parse(body.content, body.client_message_id)?;
-    let to = Recipient::parse(body.chat_id, body.receiver.as_deref())?;
-    if let (Some(sender), Recipient::Phone(receiver)) = (&body.sender, &to)
-        && sender.trim() == receiver.as_str()
-    {
-        return Err(SendError::SelfMessage.into());
-    }
-    let me = caller
-        .identify(&state, body.sender.as_deref().map(Claim::Phone))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("a sender (or a bearer token) is required"))?;
-    let message = state.service.send(me, to, draft).await?;
+    let request = SendRequest {
+        sender: body.sender,
+        chat_id: body.chat_id,
+        receiver: body.receiver,
+        content: body.content,
+        client_message_id: body.client_message_id,
+    };
+    let message = state.service.send(&caller, request).await?;
     Ok((StatusCode::CREATED, Json(message)))
 }
 
@@ -66,18 +60,14 @@ async fn list_messages(
             ));
         }
     };
-    let me = caller.identify(&state, params.identity.claim()).await?;
+    let query = MessageQuery {
+        limit,
+        offset,
+        cursor,
+    };
     let page = state
         .service
-        .list_messages(
-            chat_id,
-            me.map(|u| u.id),
-            MessageQuery {
-                limit,
-                offset,
-                cursor,
-            },
-        )
+        .list_messages(&caller, params.identity.claim(), chat_id, query)
         .await?;
     // Older pages continue from the oldest item; `after` pages continue from the newest.
     let next_cursor = match cursor {
@@ -104,16 +94,9 @@ async fn mark_status(
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;
-    if body.status == MessageStatus::Sent {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "status must be \"delivered\" or \"read\"",
-        ));
-    }
-    let me = caller.require_token(&state).await?;
     let receipt = state
         .service
-        .mark_status(chat_id, me.id, body.message_id, body.status)
+        .mark_status(&caller, chat_id, body.message_id, body.status)
         .await?;
     Ok(Json(StatusResponse {
         chat_id,
@@ -130,22 +113,7 @@ async fn typing(
     ApiJson(body): ApiJson<TypingRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let chat_id = parse_id("chatId", &chat_id)?;
-    let me = caller.require_token(&state).await?;
+    let me = state.service.require_token(&caller).await?;
     state.service.typing(&me, chat_id, body.is_typing).await?;
     Ok(Json(serde_json::json!({})))
-}
-
-impl From<SendError> for ApiError {
-    fn from(e: SendError) -> Self {
-        match e {
-            SendError::InvalidContent(m) => ApiError::bad_request("invalid_content", m),
-            SendError::InvalidPhoneNumber(m) => ApiError::bad_request("invalid_phone_number", m),
-            SendError::SelfMessage => ApiError::bad_request("invalid_participants", e.to_string()),
-            SendError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
-            SendError::RateLimited(wait) => {
-                ApiError::rate_limited(wait.as_secs_f64().ceil() as u64)
-            }
-            SendError::Store(e) => e.into(),
-        }
-    }
 }

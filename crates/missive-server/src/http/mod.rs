@@ -18,12 +18,12 @@ use axum::Router;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use self::error::{ApiError, InternalCause};
 use crate::metrics::Metrics;
+use crate::service::ErrorCode;
 use crate::state::AppState;
 
 /// Largest request body accepted.
@@ -50,13 +50,12 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn unknown_route() -> ApiError {
-    ApiError::not_found("not_found", "no such route")
+    ApiError::new(ErrorCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }
@@ -73,8 +72,7 @@ async fn limit_headers(request: Request, next: Next) -> Response {
         .sum();
     if size > MAX_HEADER_BYTES {
         return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "the request headers are larger than 16 KiB",
         )
         .into_response();

@@ -54,7 +54,7 @@ async fn healthz() -> Json<Value> {
 /// GET /readyz: 200 when the database answers, else 503.
 async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
     state
-        .store
+        .service
         .ping()
         .await
         .map_err(|e| ApiError::unavailable(format!("readiness: {e}")))?;

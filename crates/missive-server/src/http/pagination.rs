@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(parse_limit(Some("200")).expect("max"), 200);
         for bad in ["0", "201", "-1", "x", "", "1.5", "99999999999"] {
             assert_eq!(
-                parse_limit(Some(bad)).expect_err(bad).code(),
+                parse_limit(Some(bad)).expect_err(bad).code().as_str(),
                 "invalid_parameter",
                 "{bad}"
             );

@@ -227,7 +227,7 @@ async fn a_receipt_in_a_chat_of_others_gets_an_error_frame() {
 }
 
 #[tokio::test]
-async fn a_receipt_with_status_sent_gets_an_error_frame() {
+async fn a_receipt_with_status_sent_gets_the_same_invalid_request_error_as_over_http() {
     let app = spawn_app().await;
     let alice = app.user(ALICE).await;
     let bob = app.user(BOB).await;
@@ -237,6 +237,6 @@ async fn a_receipt_with_status_sent_gets_an_error_frame() {
     bob_socket.send(&receipt(&first, MessageStatus::Sent)).await;
 
     let frame = bob_socket.next().await;
-    assert_eq!(error_of(&frame).1, "invalid_frame");
+    assert_eq!(error_of(&frame).1, "invalid_request");
     bob_socket.assert_usable().await;
 }

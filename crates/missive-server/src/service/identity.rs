@@ -1,0 +1,225 @@
+//! Who is calling: a bearer token, or a claimed identity believed according
+//! to `AUTH_MODE`. Transport-neutral: HTTP builds a [`Caller`] from its
+//! headers, the WebSocket upgrade from its query.
+//!
+//! | mode       | token    | claim / anonymous sandbox access       |
+//! |------------|----------|----------------------------------------|
+//! | `open`     | accepted | from anyone                            |
+//! | `loopback` | accepted | from loopback peers only, else 401     |
+//! | `required` | required | never: 401 without a valid token       |
+//!
+//! A token always wins; a claim naming someone else than the token's user is a 403.
+
+use std::net::{IpAddr, SocketAddr};
+
+use missive_protocol::User;
+
+use super::{Error, ErrorCode, Service};
+use crate::config::AuthMode;
+use crate::domain::PhoneNumber;
+use crate::security::tokens::hash_token;
+
+/// Whether a peer may use claimed identity (and anonymous sandbox access) under `mode`.
+pub fn claims_allowed(mode: AuthMode, peer: Option<SocketAddr>) -> bool {
+    match mode {
+        AuthMode::Open => true,
+        AuthMode::Loopback => peer.is_some_and(|p| p.ip().to_canonical().is_loopback()),
+        AuthMode::Required => false,
+    }
+}
+
+/// What a request says about its caller, before anything is looked up.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    token: Option<String>,
+    malformed_authorization: bool,
+    peer: Option<SocketAddr>,
+}
+
+/// A claimed identity: a phone number, or (on `/ws`) a user id or phone number.
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    /// A phone number (`sender`, `phoneNumber`, `participant`).
+    Phone(&'a str),
+    /// A user id or a phone number (`userID` on `/ws`).
+    IdOrPhone(&'a str),
+}
+
+impl Caller {
+    /// A caller with a token or none, from `peer`.
+    pub fn new(token: Option<String>, peer: Option<SocketAddr>) -> Self {
+        Caller {
+            token,
+            malformed_authorization: false,
+            peer,
+        }
+    }
+
+    /// A caller whose `Authorization` header is not `Bearer <token>` (a 401 when used).
+    pub fn malformed(peer: Option<SocketAddr>) -> Self {
+        Caller {
+            token: None,
+            malformed_authorization: true,
+            peer,
+        }
+    }
+
+    /// Uses `token` (the WebSocket's `?token=`) when no Authorization header was sent.
+    pub fn or_token(mut self, token: Option<String>) -> Self {
+        if self.token.is_none() && !self.malformed_authorization {
+            self.token = token.filter(|t| !t.is_empty());
+        }
+        self
+    }
+
+    /// The bearer token as sent, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The peer's IP address (for per-address rate limits).
+    pub fn address(&self) -> IpAddr {
+        self.peer
+            .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip().to_canonical())
+    }
+}
+
+fn claim_names(claim: Claim<'_>, user: &User) -> bool {
+    match claim {
+        Claim::Phone(raw) => raw.trim() == user.phone_number,
+        Claim::IdOrPhone(raw) => {
+            raw.trim() == user.phone_number || raw.trim() == user.id.to_string()
+        }
+    }
+}
+
+/// A phone number, or `invalid_phone_number`.
+pub fn parse_phone(raw: &str) -> Result<PhoneNumber, Error> {
+    PhoneNumber::parse(raw).map_err(|e| Error::new(ErrorCode::InvalidPhoneNumber, e.to_string()))
+}
+
+impl Service {
+    /// The user of the caller's bearer token, if one was sent; 401 if it is not valid.
+    async fn token_user(&self, caller: &Caller) -> Result<Option<User>, Error> {
+        if caller.malformed_authorization {
+            return Err(Error::unauthorized(
+                "the Authorization header must be 'Bearer <token>'",
+            ));
+        }
+        let Some(token) = &caller.token else {
+            return Ok(None);
+        };
+        let hash = hash_token(token);
+        if let Some(user) = self.tokens.get(&hash) {
+            return Ok(Some(user));
+        }
+        match self.store.user_by_token(&hash).await? {
+            Some(user) => {
+                self.tokens.put(hash, user.clone());
+                Ok(Some(user))
+            }
+            None => Err(Error::unauthorized("the token is invalid or revoked")),
+        }
+    }
+
+    /// The caller's user, from the token or the claim; `None` for an anonymous
+    /// sandbox caller. Errors: 401 (bad token, claim not allowed), 403 (claim
+    /// names another user than the token's), 400/404 (malformed/unknown claim).
+    pub async fn identify(
+        &self,
+        caller: &Caller,
+        claim: Option<Claim<'_>>,
+    ) -> Result<Option<User>, Error> {
+        if let Some(user) = self.token_user(caller).await? {
+            if let Some(claim) = claim
+                && !claim_names(claim, &user)
+            {
+                return Err(Error::forbidden(
+                    "the claimed identity is not the token's user",
+                ));
+            }
+            return Ok(Some(user));
+        }
+        if !claims_allowed(self.auth_mode, caller.peer) {
+            return Err(Error::unauthorized(match self.auth_mode {
+                AuthMode::Required => "a bearer token is required",
+                _ => "a bearer token is required from a non-loopback address",
+            }));
+        }
+        match claim {
+            None => Ok(None),
+            Some(claim) => self.resolve_claim(claim).await.map(Some),
+        }
+    }
+
+    /// The token's user; 401 without a valid token, in every mode.
+    pub async fn require_token(&self, caller: &Caller) -> Result<User, Error> {
+        self.token_user(caller)
+            .await?
+            .ok_or_else(|| Error::unauthorized("a bearer token is required"))
+    }
+
+    /// `rate_limited` when the caller's address is over the register/login limit.
+    pub fn check_auth_rate(&self, caller: &Caller) -> Result<(), Error> {
+        self.limits
+            .check_auth(caller.address())
+            .map_err(Error::rate_limited)
+    }
+
+    async fn resolve_claim(&self, claim: Claim<'_>) -> Result<User, Error> {
+        let raw = match claim {
+            Claim::IdOrPhone(raw) => match uuid::Uuid::parse_str(raw.trim()) {
+                Ok(id) => {
+                    return self
+                        .store
+                        .user_by_id(id)
+                        .await?
+                        .ok_or_else(Error::user_not_found);
+                }
+                Err(_) => raw,
+            },
+            Claim::Phone(raw) => raw,
+        };
+        let phone = parse_phone(raw)?;
+        self.store
+            .user_by_phone(&phone)
+            .await?
+            .ok_or_else(Error::user_not_found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Option<SocketAddr> {
+        Some(s.parse().expect("socket address"))
+    }
+
+    #[test]
+    fn loopback_mode_believes_only_loopback_peers() {
+        for peer in [
+            "127.0.0.1:5000",
+            "127.8.9.10:1",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(claims_allowed(AuthMode::Loopback, addr(peer)), "{peer}");
+        }
+        for peer in [
+            "10.0.0.5:5000",
+            "192.168.1.2:80",
+            "[2001:db8::1]:443",
+            "[::ffff:10.0.0.1]:80",
+        ] {
+            assert!(!claims_allowed(AuthMode::Loopback, addr(peer)), "{peer}");
+        }
+        assert!(!claims_allowed(AuthMode::Loopback, None));
+    }
+
+    #[test]
+    fn open_believes_everyone_and_required_nobody() {
+        assert!(claims_allowed(AuthMode::Open, addr("203.0.113.9:1")));
+        assert!(!claims_allowed(AuthMode::Required, addr("127.0.0.1:1")));
+    }
+}
