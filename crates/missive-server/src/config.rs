@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+pub use crate::store::sqlite::StartupCheck;
+
 /// Who may claim an identity without a token (API.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
@@ -51,6 +53,16 @@ pub struct Config {
     /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `sqlite::memory:`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/missive.db")]
     pub database_url: String,
+    /// Check an SQLite file before serving: `quick` (PRAGMA quick_check, about
+    /// a second per GB) or `off` (for huge files; damage is then found while serving).
+    #[arg(
+        long,
+        env = "DATABASE_STARTUP_CHECK",
+        value_enum,
+        ignore_case = true,
+        default_value = "quick"
+    )]
+    pub database_startup_check: StartupCheck,
     /// Redis for fan-out across nodes (unset: one node, in-process fan-out).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -92,6 +104,7 @@ impl Default for Config {
             log_level: "INFO".into(),
             log_format: LogFormat::Text,
             database_url: "sqlite://data/missive.db".into(),
+            database_startup_check: StartupCheck::Quick,
             redis_url: None,
             auth_mode: AuthMode::Loopback,
             otp_webhook_url: None,

@@ -51,7 +51,10 @@ impl Application {
                 "REDIS_URL is set, but this build supports one node only (in-process fan-out); unset it"
             );
         }
-        let store = store::open(&config.database_url).await?;
+        let options = store::OpenOptions {
+            startup_check: config.database_startup_check,
+        };
+        let store = store::open(&config.database_url, options).await?;
         let local_addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
         let bus: DynBus = Arc::new(LocalBus::new(registry.clone()));

@@ -216,6 +216,7 @@ impl From<StoreError> for Error {
                 Error::invalid_parameter("the pagination cursor names no item of this list")
             }
             StoreError::Unavailable(cause) => Error::unavailable(cause),
+            StoreError::Corrupt(cause) => Error::unavailable(format!("database corrupt: {cause}")),
             StoreError::Internal(cause) => Error::internal(cause),
         }
     }
@@ -234,6 +235,7 @@ mod tests {
             (StoreError::MessageNotFound, "message_not_found"),
             (StoreError::InvalidCursor, "invalid_parameter"),
             (StoreError::Unavailable("disk".into()), "unavailable"),
+            (StoreError::Corrupt("malformed".into()), "unavailable"),
             (StoreError::Internal("bug".into()), "internal"),
         ];
         for (error, code) in cases {

@@ -36,6 +36,9 @@ pub enum StoreError {
     /// The database could not be reached or the commit failed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database file is damaged: the node cannot serve until it is restored.
+    #[error("database corrupt: {0}")]
+    Corrupt(String),
     /// Anything else (a bug or a corrupt database).
     #[error("storage error: {0}")]
     Internal(String),
@@ -239,7 +242,8 @@ pub struct ChatQuery {
 ///   store recovers by itself when the database is back.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Checks the database answers.
+    /// Checks that writes commit (not merely that the database answers a
+    /// read), for `/readyz`; `Unavailable` when they do not.
     async fn ping(&self) -> StoreResult<()>;
 
     /// Creates a user and their first token; `PhoneTaken` if the number exists.
@@ -318,11 +322,28 @@ pub type Committing<T> = futures_util::future::BoxFuture<'static, StoreResult<T>
 /// A shared handle on the store.
 pub type DynStore = Arc<dyn Store>;
 
+/// How to open the store, besides its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// How an SQLite file is checked before serving.
+    pub startup_check: sqlite::StartupCheck,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            startup_check: sqlite::StartupCheck::Quick,
+        }
+    }
+}
+
 /// Opens the store named by `DATABASE_URL`.
-pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
+pub async fn open(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {
     if database_url.starts_with("sqlite:") {
         let location = sqlite::Location::parse(database_url)?;
-        Ok(Arc::new(sqlite::SqliteStore::open(location).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(location, options.startup_check).await?,
+        ))
     } else {
         anyhow::bail!(
             "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db or sqlite::memory:"

@@ -17,6 +17,7 @@ mod rate_limit_recovery;
 mod rate_limits;
 mod register;
 mod revocation;
+mod startup;
 mod status;
 mod typing;
 mod users;

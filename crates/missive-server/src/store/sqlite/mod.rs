@@ -4,11 +4,12 @@
 //! reads go through the writer too.
 
 mod checkpoint;
+mod health;
 mod sql;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use missive_protocol::{Chat, Message, MessageStatus, User};
@@ -30,6 +31,7 @@ const READERS: usize = 4;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_login_codes.sql"),
+    include_str!("../../../migrations/sqlite/0003_health.sql"),
 ];
 
 /// Where the database lives.
@@ -65,11 +67,25 @@ pub struct SqliteStore {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     readers: Option<ReaderPool>,
+    health: Arc<health::Health>,
+}
+
+/// How a database file is checked when it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartupCheck {
+    /// `PRAGMA quick_check`: reads every page (about a second per GB).
+    Quick,
+    /// No check (for huge files; corruption is then found while serving).
+    Off,
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) and migrates the database.
-    pub async fn open(location: Location) -> anyhow::Result<Self> {
+    /// Opens (creating when missing), checks and migrates the database.
+    pub async fn open(location: Location, check: StartupCheck) -> anyhow::Result<Self> {
+        let label = match &location {
+            Location::Memory => ":memory:".to_owned(),
+            Location::File(path) => path.display().to_string(),
+        };
         let (conn, readers) = match &location {
             Location::Memory => (Connection::open_in_memory()?, None),
             Location::File(path) => {
@@ -87,8 +103,14 @@ impl SqliteStore {
                 (conn, Some(path.clone()))
             }
         };
-        configure_writer(&conn)?;
-        migrate(&conn)?;
+        let prepare = || -> anyhow::Result<()> {
+            configure_writer(&conn)?;
+            if check == StartupCheck::Quick {
+                quick_check(&conn)?;
+            }
+            migrate(&conn)
+        };
+        prepare().map_err(|e| anyhow::anyhow!("database {label}: {e}"))?;
         let (readers, checkpointer) = match readers {
             Some(path) => (
                 Some(ReaderPool::open(&path, READERS)?),
@@ -102,6 +124,7 @@ impl SqliteStore {
             thread: Mutex::new(Some(thread)),
             checkpointer: Mutex::new(checkpointer),
             readers,
+            health: Arc::new(health::Health::new(label)),
         })
     }
 
@@ -118,7 +141,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer()?.write(work).await
+        self.health.observe(self.writer()?.write(work).await)
     }
 
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
@@ -127,7 +150,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         match &self.readers {
-            Some(pool) => pool.run(work).await,
+            Some(pool) => self.health.observe(pool.run(work).await),
             None => self.write(work).await,
         }
     }
@@ -148,8 +171,35 @@ fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a damaged file before serving from it.
+fn quick_check(conn: &Connection) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut stmt = conn.prepare("PRAGMA quick_check(10)")?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    if problems != ["ok"] {
+        anyhow::bail!(
+            "the file is corrupt (PRAGMA quick_check: {}); restore it from a backup",
+            problems.join("; ")
+        );
+    }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "quick_check passed"
+    );
+    Ok(())
+}
+
 fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        anyhow::bail!(
+            "its schema version is {applied}, newer than this build of missive knows ({known}); \
+             run the newer missive that wrote it, or point DATABASE_URL at another file"
+        );
+    }
     for (index, script) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
         let version = index + 1;
         conn.execute_batch(&format!(
@@ -219,11 +269,23 @@ impl ReaderPool {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))?;
-            Ok(())
-        })
-        .await
+        if let Some(detail) = self.health.corruption() {
+            return Err(StoreError::Corrupt(detail));
+        }
+        if let Some(recent) = self.health.recent_probe() {
+            return recent.map_err(StoreError::Unavailable);
+        }
+        // A real write through the writer (batched with the traffic): a full
+        // disk or a failing fsync shows here, where a SELECT would still answer.
+        let outcome = self
+            .write(|conn| {
+                conn.prepare_cached("UPDATE health SET checked_at = ?1 WHERE id = 1")?
+                    .execute([crate::domain::now_ms()])?;
+                Ok(())
+            })
+            .await;
+        self.health.record_probe(&outcome);
+        outcome
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
@@ -290,7 +352,8 @@ impl Store for SqliteStore {
             .writer()?
             .submit(move |conn| sql::send_message(conn, &new))
             .await?;
-        Ok(Box::pin(committed))
+        let health = self.health.clone();
+        Ok(Box::pin(async move { health.observe(committed.await) }))
     }
 
     async fn list_messages(
@@ -377,6 +440,14 @@ impl From<rusqlite::Error> for StoreError {
                 ) =>
             {
                 StoreError::Unavailable(e.to_string())
+            }
+            rusqlite::Error::SqliteFailure(code, _)
+                if matches!(
+                    code.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                StoreError::Corrupt(e.to_string())
             }
             other => StoreError::Internal(other.to_string()),
         }

@@ -1,0 +1,126 @@
+//! Startup refuses a database it cannot use, naming the file; damage found
+//! while serving turns requests and `/readyz` into 503.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use missive_server::config::StartupCheck;
+use missive_server::{Application, Config};
+
+use crate::helpers::{ALICE, spawn_app_with};
+
+fn config_for(db: &Path) -> Config {
+    Config {
+        bind: "127.0.0.1".into(),
+        port: 0,
+        database_url: format!("sqlite://{}", db.display()),
+        send_rate_limit: 0,
+        auth_rate_limit: 0,
+        ..Config::default()
+    }
+}
+
+async fn build_error(config: Config) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    match Application::build(config, listener).await {
+        Ok(_) => panic!("the application started"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_build_is_refused_naming_the_file_and_both_versions() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("newer.db");
+    rusqlite::Connection::open(&db)
+        .expect("opens")
+        .execute_batch("PRAGMA user_version = 99;")
+        .expect("sets the version");
+
+    let error = build_error(config_for(&db)).await;
+
+    assert!(error.contains(&db.display().to_string()), "{error}");
+    assert!(error.contains("99"), "{error}");
+    assert!(error.contains("newer"), "{error}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("garbage.db");
+    std::fs::write(&db, vec![0x5a; 64 * 1024]).expect("writes");
+
+    let error = build_error(config_for(&db)).await;
+
+    assert!(error.contains(&db.display().to_string()), "{error}");
+    assert!(error.contains("not a database"), "{error}");
+}
+
+/// A database with users, then every page after the first overwritten.
+async fn corrupt_database(db: &Path) {
+    let app = spawn_app_with(|config| {
+        config.database_url = format!("sqlite://{}", db.display());
+    })
+    .await;
+    for i in 0..50 {
+        app.register(&format!("+1555000{i:04}")).await;
+    }
+    app.stop().await.expect("a clean stop");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(db)
+        .expect("opens");
+    let length = file.metadata().expect("metadata").len();
+    file.seek(SeekFrom::Start(4096)).expect("seeks");
+    let garbage: Vec<u8> = (0..length.saturating_sub(4096))
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    file.write_all(&garbage).expect("corrupts");
+    file.sync_all().expect("syncs");
+}
+
+#[tokio::test]
+async fn a_corrupt_database_is_refused_at_startup() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("corrupt.db");
+    corrupt_database(&db).await;
+
+    let error = build_error(config_for(&db)).await;
+
+    assert!(error.contains(&db.display().to_string()), "{error}");
+    assert!(error.contains("corrupt"), "{error}");
+}
+
+#[tokio::test]
+async fn with_the_check_off_corruption_found_while_serving_gives_503_and_an_unready_node() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("corrupt.db");
+    corrupt_database(&db).await;
+
+    let app = spawn_app_with(|config| {
+        config.database_url = format!("sqlite://{}", db.display());
+        config.database_startup_check = StartupCheck::Off;
+    })
+    .await;
+
+    let lookup = app
+        .get(&format!("/chats?phoneNumber=%2B{}", &ALICE[1..]))
+        .await;
+    assert_eq!(
+        lookup.status, 503,
+        "a read of damaged pages: {}",
+        lookup.body
+    );
+    let register = app
+        .post_json(
+            "/register",
+            &serde_json::json!({"phoneNumber": "+15559999999"}),
+        )
+        .await;
+    assert_eq!(register.status, 503, "{}", register.body);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(app.get("/healthz").await.status, 200);
+}
