@@ -48,9 +48,13 @@ pub struct Config {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `sqlite::memory:`.
+    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`
+    /// or `postgres://user@host:5432/db` (several nodes may share a PostgreSQL database).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/missive.db")]
     pub database_url: String,
+    /// Connections of the PostgreSQL pool (ignored for SQLite).
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
     /// Redis for fan-out across nodes (unset: one node, in-process fan-out).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -92,6 +96,7 @@ impl Default for Config {
             log_level: "INFO".into(),
             log_format: LogFormat::Text,
             database_url: "sqlite://data/missive.db".into(),
+            database_pool_size: crate::store::DEFAULT_POOL_SIZE,
             redis_url: None,
             auth_mode: AuthMode::Loopback,
             otp_webhook_url: None,
@@ -130,6 +135,7 @@ mod tests {
         let parsed = Config::try_parse_from(["missive"]).expect("parses");
         let default = Config::default();
         assert_eq!(parsed.max_connections, default.max_connections);
+        assert_eq!(parsed.database_pool_size, default.database_pool_size);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
     }

@@ -50,7 +50,7 @@ impl Application {
                 "REDIS_URL is set, but this build supports one node only (in-process fan-out); unset it"
             );
         }
-        let store = store::open(&config.database_url).await?;
+        let store = store::open_with(&config.database_url, config.database_pool_size).await?;
         let local_addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
         let bus: DynBus = Arc::new(LocalBus::new(registry.clone()));

@@ -2,9 +2,10 @@
 //! before anybody is told about it.
 //!
 //! [`Store`] is the trait the HTTP and WebSocket layers use; [`sqlite`] is the
-//! embedded implementation. Models are the wire types of `missive-protocol`
+//! embedded implementation, [`postgres`] the one for several nodes. Models are the wire types of `missive-protocol`
 //! plus the small records below; nothing of the database leaks out.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -318,14 +319,28 @@ pub type Committing<T> = futures_util::future::BoxFuture<'static, StoreResult<T>
 /// A shared handle on the store.
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store named by `DATABASE_URL`.
+/// Default size of a PostgreSQL store's connection pool (`DATABASE_POOL_SIZE`).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Opens the store named by `DATABASE_URL` (a PostgreSQL store gets the
+/// default pool size).
 pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
+    open_with(database_url, DEFAULT_POOL_SIZE).await
+}
+
+/// Opens the store named by `DATABASE_URL`; `pool_size` bounds the
+/// connections of a PostgreSQL store (SQLite ignores it).
+pub async fn open_with(database_url: &str, pool_size: usize) -> anyhow::Result<DynStore> {
     if database_url.starts_with("sqlite:") {
         let location = sqlite::Location::parse(database_url)?;
         Ok(Arc::new(sqlite::SqliteStore::open(location).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PgStore::open(database_url, pool_size).await?,
+        ))
     } else {
         anyhow::bail!(
-            "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db or sqlite::memory:"
+            "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db"
         )
     }
 }
