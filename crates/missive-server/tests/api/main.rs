@@ -15,6 +15,7 @@ mod helpers;
 mod login;
 mod messages;
 mod pagination;
+mod pg_outage;
 mod rate_limit_recovery;
 mod rate_limits;
 mod register;

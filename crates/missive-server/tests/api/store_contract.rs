@@ -632,3 +632,158 @@ async fn a_refused_send_does_not_spoil_the_others_queued_with_it(store: DynStore
     let events = store.events_since(b.id, 0, 10).await.expect("reads");
     assert_eq!(events.len(), 2);
 }
+
+/// Checks of two nodes (two stores) on one database: what one process cannot
+/// serialize must be serialized by the database.
+macro_rules! two_nodes {
+    ($($check:ident),* $(,)?) => {
+        mod two_nodes_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    let db = crate::test_db::TestDb::sqlite();
+                    let (a, b) = (super::open(&db).await, super::open(&db).await);
+                    super::$check(a.clone(), b.clone()).await;
+                    a.close().await;
+                    b.close().await;
+                }
+            )*
+        }
+        mod two_nodes_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    let Some(db) = crate::test_db::TestDb::postgres().await else {
+                        return;
+                    };
+                    let (a, b) = (super::open(&db).await, super::open(&db).await);
+                    super::$check(a.clone(), b.clone()).await;
+                    a.close().await;
+                    b.close().await;
+                }
+            )*
+        }
+    };
+}
+
+two_nodes!(
+    sends_through_two_nodes_number_a_recipients_events_without_gaps,
+    two_nodes_racing_on_one_key_have_one_winner,
+);
+
+async fn sends_through_two_nodes_number_a_recipients_events_without_gaps(
+    node_a: DynStore,
+    node_b: DynStore,
+) {
+    const SENDERS: usize = 8;
+    const EACH: usize = 25;
+    let hub = user(&node_a, 0).await;
+    let mut tasks = Vec::new();
+    for i in 1..=SENDERS {
+        let node = if i % 2 == 0 {
+            node_a.clone()
+        } else {
+            node_b.clone()
+        };
+        let sender = user(&node, i).await;
+        let hub = hub.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                let sent = node
+                    .send_message(message(
+                        &sender,
+                        SendTarget::Direct(hub.id),
+                        &format!("{i}"),
+                        None,
+                    ))
+                    .await
+                    .expect("stored");
+                seqs.push(sent.message.seq);
+            }
+            seqs
+        }));
+    }
+    for task in futures_util::future::join_all(tasks).await {
+        let seqs = task.expect("the sender runs");
+        assert_eq!(seqs, (1..=EACH as i64).collect::<Vec<_>>());
+    }
+    let total = (SENDERS * EACH) as i64;
+    for node in [&node_a, &node_b] {
+        let numbers: Vec<i64> = node
+            .events_since(hub.id, 0, 1_000)
+            .await
+            .expect("the log reads")
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(
+            numbers,
+            (1..=total).collect::<Vec<_>>(),
+            "gap-free, in order"
+        );
+    }
+}
+
+async fn two_nodes_racing_on_one_key_have_one_winner(node_a: DynStore, node_b: DynStore) {
+    let nodes = [node_a.clone(), node_b.clone()];
+    // One phone number.
+    let registrations = (0..8).map(|i| {
+        let node = nodes[i % 2].clone();
+        tokio::spawn(async move {
+            node.create_user(NewUser {
+                phone_number: phone(7),
+                display_name: None,
+                token_hash: format!("racer-{i}"),
+            })
+            .await
+        })
+    });
+    let results: Vec<_> = futures_util::future::join_all(registrations)
+        .await
+        .into_iter()
+        .map(|r| r.expect("the task runs"))
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::PhoneTaken)))
+    );
+
+    // One pair's 1:1 chat, created on first send from both nodes at once.
+    let (a, b) = (user(&node_a, 1).await, user(&node_b, 2).await);
+    let sends = (0..8).map(|i| {
+        let node = nodes[i % 2].clone();
+        let (from, to) = if i % 4 < 2 {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        tokio::spawn(async move {
+            node.send_message(message(&from, SendTarget::Direct(to.id), "first", None))
+                .await
+        })
+    });
+    let chats: HashSet<Uuid> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("the task runs").expect("stored").message.chat_id)
+        .collect();
+    assert_eq!(chats.len(), 1, "one chat for the pair");
+
+    // One (sender, clientMessageId).
+    let repeats = (0..8).map(|i| {
+        let node = nodes[i % 2].clone();
+        let new = message(&a, SendTarget::Direct(b.id), "once", Some("same-key"));
+        tokio::spawn(async move { node.send_message(new).await })
+    });
+    let sent: Vec<Sent> = futures_util::future::join_all(repeats)
+        .await
+        .into_iter()
+        .map(|r| r.expect("the task runs").expect("stored"))
+        .collect();
+    let ids: HashSet<Uuid> = sent.iter().map(|s| s.message.id).collect();
+    assert_eq!(ids.len(), 1, "one stored message");
+    assert_eq!(sent.iter().filter(|s| !s.duplicate).count(), 1);
+}

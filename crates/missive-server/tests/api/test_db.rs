@@ -72,9 +72,9 @@ impl TestDb {
             Backend::Postgres => match TestDb::postgres().await {
                 Some(db) => db,
                 None => {
-                    eprintln!(
-                        "\n*** skipped: MISSIVE_TEST_STORE=postgres but no PostgreSQL answers; \
-                         the run ends here without testing anything ***\n"
+                    loud(
+                        "skipped: MISSIVE_TEST_STORE=postgres but no PostgreSQL answers; \
+                         the run ends here without testing anything",
                     );
                     std::process::exit(0);
                 }
@@ -104,7 +104,7 @@ impl TestDb {
                 panic!("no PostgreSQL at {admin} (MISSIVE_TEST_REQUIRE_SERVICES=1): {e}")
             }
             Err(e) => {
-                eprintln!("\n*** skipped: no PostgreSQL at {admin}: {e} ***\n");
+                loud(&format!("skipped: no PostgreSQL at {admin}: {e}"));
                 None
             }
         }
@@ -141,6 +141,13 @@ impl Drop for TestDb {
             eprintln!("warning: could not drop a test database: {e}");
         }
     }
+}
+
+/// Writes `line` to the real stderr: the test harness captures `eprintln!`
+/// of passing tests, and a skip must be seen.
+fn loud(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** {line} ***\n");
 }
 
 /// `url` with its database name replaced by `name`.
