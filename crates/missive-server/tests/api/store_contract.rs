@@ -787,3 +787,86 @@ async fn two_nodes_racing_on_one_key_have_one_winner(node_a: DynStore, node_b: D
     assert_eq!(ids.len(), 1, "one stored message");
     assert_eq!(sent.iter().filter(|s| !s.duplicate).count(), 1);
 }
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_newer_than_it_knows_and_migrates_once() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let first = open(&db).await;
+    first.close().await;
+    // Opening again applies nothing and works.
+    let again = open(&db).await;
+    again.close().await;
+
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    let driver = tokio::spawn(connection);
+    let versions: i64 = client
+        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+        .await
+        .expect("reads")
+        .get(0);
+    assert_eq!(versions, 1, "each migration recorded once");
+    client
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
+            &[],
+        )
+        .await
+        .expect("a future version");
+    drop(client);
+    let _ = driver.await;
+
+    let refused = missive_server::store::open_with(db.url(), 2).await;
+    let message = refused
+        .err()
+        .expect("a newer schema is refused")
+        .to_string();
+    assert!(message.contains("999"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_group_commits_queued_sends_in_few_transactions() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = open(&db).await;
+    let (a, b) = (user(&store, 1).await, user(&store, 2).await);
+    // Make the chat first, so that every send below is a plain one.
+    send(&store, &a, &b, "hello").await;
+    let mut pending = Vec::new();
+    for i in 0..200 {
+        pending.push(
+            store
+                .queue_message(message(&a, SendTarget::Direct(b.id), &format!("{i}"), None))
+                .await
+                .expect("queued"),
+        );
+    }
+    for committing in pending {
+        committing.await.expect("stored");
+    }
+    store.close().await;
+
+    // Rows written by one transaction share its id (`xmin`).
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    let driver = tokio::spawn(connection);
+    let transactions: i64 = client
+        .query_one(
+            "SELECT COUNT(DISTINCT xmin::text) FROM messages WHERE content <> 'hello'",
+            &[],
+        )
+        .await
+        .expect("reads")
+        .get(0);
+    drop(client);
+    let _ = driver.await;
+    assert!(
+        transactions <= 50,
+        "200 queued sends took {transactions} transactions"
+    );
+}

@@ -60,6 +60,9 @@ impl PgStore {
             .connect_timeout(WAIT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
+            // A query sent into a silent network (no reset, no answer) fails
+            // after this instead of hanging: the store is then Unavailable.
+            .tcp_user_timeout(Duration::from_secs(15))
             .application_name("missive");
         let manager = Manager::from_config(
             config,
@@ -312,5 +315,31 @@ impl Store for PgStore {
             let _ = task.await;
         }
         self.pool.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deadpool_postgres::TimeoutType;
+
+    use super::*;
+
+    #[test]
+    fn pool_timeouts_and_a_closed_pool_are_unavailable() {
+        for e in [
+            PoolError::Timeout(TimeoutType::Wait),
+            PoolError::Timeout(TimeoutType::Create),
+            PoolError::Closed,
+        ] {
+            assert!(matches!(StoreError::from(e), StoreError::Unavailable(_)));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_refuses_to_open() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let opened = PgStore::open("postgres://postgres@127.0.0.1:1/postgres", 2).await;
+        assert!(opened.is_err());
+        assert!(PgStore::open("postgres://[bad", 2).await.is_err());
     }
 }

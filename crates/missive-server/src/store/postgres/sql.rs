@@ -413,6 +413,26 @@ async fn find_direct<C: GenericClient>(client: &C, key: &str) -> StoreResult<Opt
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
+/// The ids of the 1:1 chats with these keys that exist, by key (one round trip).
+pub async fn find_directs<C: GenericClient>(
+    client: &C,
+    keys: &[String],
+) -> StoreResult<HashMap<String, Uuid>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = query(
+        client,
+        "SELECT direct_key, id FROM chats WHERE direct_key = ANY($1)",
+        &[&keys],
+    )
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<PgResult<_>>()
+        .map_err(StoreError::from)
+}
+
 /// Finds or creates the chat of `participants` (committed when this returns).
 pub async fn ensure_chat(
     client: &mut deadpool_postgres::Client,

@@ -128,7 +128,22 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
     let mut client = pool.get().await?;
 
     // Phase 1: chats and members (reads, plus 1:1 chats created on first use).
-    let mut direct: HashMap<String, StoreResult<Uuid>> = HashMap::new();
+    // One look-up for every 1:1 chat of the batch; only missing ones (a
+    // pair's first message) cost a transaction of their own.
+    let mut keys: Vec<String> = batch
+        .iter()
+        .filter_map(|new| match new.target {
+            SendTarget::Direct(receiver) => Some(direct_key(new.sender.id, receiver)),
+            SendTarget::Chat(_) => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut direct: HashMap<String, StoreResult<Uuid>> = sql::find_directs(&client, &keys)
+        .await?
+        .into_iter()
+        .map(|(key, id)| (key, Ok(id)))
+        .collect();
     for new in batch {
         if let SendTarget::Direct(receiver) = new.target {
             let key = direct_key(new.sender.id, receiver);
