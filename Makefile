@@ -16,8 +16,9 @@ run-debug: ## Run a debug build with DEBUG logs
 build: ## Build everything (release)
 	$(CARGO) build --release --workspace
 
-test: ## Run the whole test suite (unit + integration, real SQLite files and sockets)
+test: ## Run the whole test suite on SQLite, then the API suite on PostgreSQL (skipped if unreachable)
 	$(CARGO) test --workspace --all-targets
+	MISSIVE_TEST_STORE=postgres $(CARGO) test -p missive-server --test api
 
 lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

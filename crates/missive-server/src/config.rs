@@ -50,7 +50,8 @@ pub struct Config {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `sqlite::memory:`.
+    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`
+    /// or `postgres://user@host:5432/db` (several nodes may share a PostgreSQL database).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/missive.db")]
     pub database_url: String,
     /// Check an SQLite file before serving: `quick` (PRAGMA quick_check, about
@@ -63,6 +64,9 @@ pub struct Config {
         default_value = "quick"
     )]
     pub database_startup_check: StartupCheck,
+    /// Connections of the PostgreSQL pool (ignored for SQLite).
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
     /// Redis for fan-out across nodes (unset: one node, in-process fan-out).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -105,6 +109,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             database_url: "sqlite://data/missive.db".into(),
             database_startup_check: StartupCheck::Quick,
+            database_pool_size: crate::store::DEFAULT_POOL_SIZE,
             redis_url: None,
             auth_mode: AuthMode::Loopback,
             otp_webhook_url: None,
@@ -143,6 +148,7 @@ mod tests {
         let parsed = Config::try_parse_from(["missive"]).expect("parses");
         let default = Config::default();
         assert_eq!(parsed.max_connections, default.max_connections);
+        assert_eq!(parsed.database_pool_size, default.database_pool_size);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
     }

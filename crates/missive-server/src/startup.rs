@@ -53,6 +53,7 @@ impl Application {
         }
         let options = store::OpenOptions {
             startup_check: config.database_startup_check,
+            pool_size: config.database_pool_size,
         };
         let store = store::open(&config.database_url, options).await?;
         let local_addr = listener.local_addr()?;

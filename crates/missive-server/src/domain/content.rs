@@ -18,10 +18,14 @@ pub enum InvalidContent {
     /// Longer than [`MAX_CONTENT_CHARS`].
     #[error("content must be at most {MAX_CONTENT_CHARS} characters, got {0}")]
     TooLong(usize),
+    /// Contains U+0000, which PostgreSQL text cannot hold (refused on every
+    /// store, so that both answer the same).
+    #[error("content must not contain the NUL character (U+0000)")]
+    Nul,
 }
 
 impl MessageContent {
-    /// Checks length in characters; the text is kept as sent.
+    /// Checks length in characters and refuses NUL; the text is kept as sent.
     pub fn parse(raw: String) -> Result<Self, InvalidContent> {
         if raw.trim().is_empty() {
             return Err(InvalidContent::Empty);
@@ -29,6 +33,9 @@ impl MessageContent {
         let chars = raw.chars().count();
         if chars > MAX_CONTENT_CHARS {
             return Err(InvalidContent::TooLong(chars));
+        }
+        if raw.contains('\0') {
+            return Err(InvalidContent::Nul);
         }
         Ok(MessageContent(raw))
     }
@@ -56,6 +63,10 @@ impl ClientMessageId {
             return Err(format!(
                 "clientMessageId must be 1 to {MAX_CLIENT_MESSAGE_ID_CHARS} characters"
             ));
+        }
+        // PostgreSQL text cannot hold NUL.
+        if raw.contains('\0') {
+            return Err("clientMessageId must not contain the NUL character (U+0000)".into());
         }
         Ok(ClientMessageId(raw))
     }
@@ -90,6 +101,7 @@ mod tests {
                 }
                 Err(InvalidContent::TooLong(n)) => proptest::prop_assert_eq!(n, chars),
                 Err(InvalidContent::Empty) => proptest::prop_assert!(text.trim().is_empty()),
+                Err(InvalidContent::Nul) => proptest::prop_assert!(text.contains('\0')),
             }
         }
     }
@@ -111,5 +123,14 @@ mod tests {
         assert!(ClientMessageId::parse("a".into()).is_ok());
         assert!(ClientMessageId::parse(String::new()).is_err());
         assert!(ClientMessageId::parse("x".repeat(129)).is_err());
+        assert!(ClientMessageId::parse("a\0b".into()).is_err());
+    }
+
+    #[test]
+    fn nul_is_refused_in_content() {
+        assert_eq!(
+            MessageContent::parse("a\0b".into()),
+            Err(InvalidContent::Nul)
+        );
     }
 }

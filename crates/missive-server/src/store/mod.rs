@@ -2,9 +2,10 @@
 //! before anybody is told about it.
 //!
 //! [`Store`] is the trait the HTTP and WebSocket layers use; [`sqlite`] is the
-//! embedded implementation. Models are the wire types of `missive-protocol`
+//! embedded implementation, [`postgres`] the one for several nodes. Models are the wire types of `missive-protocol`
 //! plus the small records below; nothing of the database leaks out.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -322,17 +323,23 @@ pub type Committing<T> = futures_util::future::BoxFuture<'static, StoreResult<T>
 /// A shared handle on the store.
 pub type DynStore = Arc<dyn Store>;
 
+/// Default size of a PostgreSQL store's connection pool (`DATABASE_POOL_SIZE`).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
 /// How to open the store, besides its URL.
 #[derive(Debug, Clone, Copy)]
 pub struct OpenOptions {
     /// How an SQLite file is checked before serving.
     pub startup_check: sqlite::StartupCheck,
+    /// Connections of a PostgreSQL store's pool (SQLite ignores it).
+    pub pool_size: usize,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             startup_check: sqlite::StartupCheck::Quick,
+            pool_size: DEFAULT_POOL_SIZE,
         }
     }
 }
@@ -344,9 +351,13 @@ pub async fn open(database_url: &str, options: OpenOptions) -> anyhow::Result<Dy
         Ok(Arc::new(
             sqlite::SqliteStore::open(location, options.startup_check).await?,
         ))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PgStore::open(database_url, options.pool_size).await?,
+        ))
     } else {
         anyhow::bail!(
-            "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db or sqlite::memory:"
+            "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db"
         )
     }
 }

@@ -32,9 +32,8 @@ use std::time::Duration;
 use missive_client::protocol::{Chat, ClientFrame, Message, MessageStatus, ServerFrame};
 use missive_client::ws::{Connection, WsQuery};
 use missive_client::{Client, Method, RawResponse};
-use missive_server::{Application, AuthMode, Config};
+use missive_server::AuthMode;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::auth_helpers::{
@@ -986,31 +985,13 @@ fn non_loopback_ip() -> Option<IpAddr> {
 }
 
 /// A server listening on `ip` (not loopback), so that this test's requests
-/// come from a non-loopback peer; it stops when the sender is dropped.
-async fn spawn_on(ip: IpAddr, mode: AuthMode) -> (Client, oneshot::Sender<()>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = Config {
-        bind: ip.to_string(),
-        port: 0,
-        database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
-        auth_mode: mode,
-        send_rate_limit: 0,
-        auth_rate_limit: 0,
-        ..Config::default()
-    };
-    let listener = tokio::net::TcpListener::bind((ip, 0))
+/// come from a non-loopback peer; it stops when dropped.
+async fn spawn_on(ip: IpAddr, mode: AuthMode) -> crate::helpers::TestApp {
+    crate::helpers::TestAppBuilder::new()
+        .bind(ip)
+        .configure(move |config| config.auth_mode = mode)
+        .spawn()
         .await
-        .expect("a free port");
-    let app = Application::build(config, listener)
-        .await
-        .expect("the app builds");
-    let address = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    let client = Client::new(&format!("http://{address}")).expect("a valid base url");
-    (client, stop, dir)
 }
 
 #[tokio::test]
@@ -1025,7 +1006,8 @@ async fn claims_from_a_non_loopback_peer_get_401_under_loopback_and_are_believed
     );
     let mut results: Vec<Vec<(&str, Seen)>> = Vec::new();
     for mode in [AuthMode::Loopback, AuthMode::Open] {
-        let (client, _stop, _dir) = spawn_on(ip, mode).await;
+        let app = spawn_on(ip, mode).await;
+        let client = app.client.clone();
         let alice = client.register(ALICE, None).await.expect("registered").body;
         client.register(BOB, None).await.expect("registered");
         let with_token = client.with_token(&alice.token);

@@ -95,8 +95,11 @@ fn phone(index: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_a_sigkill() {
+    // Logs go to a temp dir; the database is the suite's (a SQLite file or a
+    // PostgreSQL database): both must keep every acknowledged message.
     let dir = tempfile::tempdir().expect("a temp dir");
-    let database_url = format!("sqlite://{}", dir.path().join("d.db").display());
+    let db = crate::test_db::TestDb::for_suite().await;
+    let database_url = db.url().to_owned();
     let mut server = Server::start(&database_url, dir.path(), "first").await;
 
     let hub = phone(0);

@@ -1,16 +1,22 @@
-//! Spawning the app on port 0 with its own SQLite file, and the helpers the
-//! tests share (registered users, sends, error assertions).
+//! Spawning the app on port 0 with its own database (SQLite or PostgreSQL,
+//! see [`crate::test_db`]), and the helpers the tests share (registered
+//! users, sends, error assertions).
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
 
 use missive_client::protocol::{Chat, Message, SendMessageRequest, User};
 use missive_client::{Client, ClientError, MessagesQuery, RawResponse, Response};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use missive_server::security::{Clock, SystemClock};
 use missive_server::{Application, Config};
-use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+use crate::test_db::TestDb;
 
 /// Phone numbers the tests use (each test has its own database).
 pub const ALICE: &str = "+1234567890";
@@ -29,8 +35,8 @@ pub struct TestApp {
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    // Dropped last: the database lives here.
-    _dir: TempDir,
+    // Dropped last: the database lives (or is dropped) here.
+    db: Arc<TestDb>,
 }
 
 /// A registered user with a client that sends its token.
@@ -115,62 +121,131 @@ impl TestUser {
 
 /// Starts the app with the test defaults.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    TestAppBuilder::new().spawn().await
 }
 
 /// Starts the app with the test defaults changed by `configure`.
-///
-/// Defaults: a fresh SQLite file in a temp dir, `127.0.0.1:0`, rate limits off,
-/// the documented `AUTH_MODE` (loopback).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_app_with_clock(
-        configure,
-        std::sync::Arc::new(missive_server::security::SystemClock),
-    )
-    .await
+    TestAppBuilder::new().configure(configure).spawn().await
 }
 
 /// Like [`spawn_app_with`], reading time from `clock` (a
 /// `missive_server::security::ManualClock` expires login codes on demand).
 pub async fn spawn_app_with_clock(
     configure: impl FnOnce(&mut Config),
-    clock: std::sync::Arc<dyn missive_server::security::Clock>,
+    clock: Arc<dyn Clock>,
 ) -> TestApp {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let db = dir.path().join("test.db");
-    let mut config = Config {
-        bind: "127.0.0.1".into(),
-        port: 0,
-        log_level: "WARN".into(),
-        database_url: format!("sqlite://{}", db.display()),
-        send_rate_limit: 0,
-        auth_rate_limit: 0,
-        ..Config::default()
-    };
-    configure(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    TestAppBuilder::new()
+        .configure(configure)
+        .clock(clock)
+        .spawn()
         .await
-        .expect("a free port");
-    let app = Application::build_with(config, listener, clock)
-        .await
-        .expect("the app builds");
-    let address = app.local_addr();
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        // A dropped sender stops the server too.
-        let _ = stopped.await;
-    }));
-    let client = Client::new(&format!("http://{address}")).expect("a valid base url");
-    TestApp {
-        address,
-        client,
-        shutdown: Some(shutdown),
-        server: Some(server),
-        _dir: dir,
+}
+
+/// How a test's server is made: the one place that spawns the app.
+///
+/// Defaults: a fresh database of the suite's backend (`MISSIVE_TEST_STORE`,
+/// see [`crate::test_db`]), `127.0.0.1:0`, rate limits off, the documented
+/// `AUTH_MODE` (loopback), the system clock.
+pub struct TestAppBuilder {
+    // `database_url` stays empty until `spawn` unless a test sets its own.
+    config: Config,
+    clock: Arc<dyn Clock>,
+    db: Option<Arc<TestDb>>,
+    bind: IpAddr,
+}
+
+impl Default for TestAppBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestAppBuilder {
+    /// The test defaults.
+    pub fn new() -> Self {
+        TestAppBuilder {
+            config: Config {
+                bind: "127.0.0.1".into(),
+                port: 0,
+                log_level: "WARN".into(),
+                database_url: String::new(),
+                // Tests run many apps at once: a small pool each.
+                database_pool_size: 4,
+                send_rate_limit: 0,
+                auth_rate_limit: 0,
+                ..Config::default()
+            },
+            clock: Arc::new(SystemClock),
+            db: None,
+            bind: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    /// Changes the configuration (the test defaults are set already).
+    pub fn configure(mut self, configure: impl FnOnce(&mut Config)) -> Self {
+        configure(&mut self.config);
+        self
+    }
+
+    /// Reads time from `clock`.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runs on `db` (shared with other nodes of the test) instead of a fresh one.
+    pub fn database(mut self, db: Arc<TestDb>) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    /// Listens on `ip` (port 0) instead of loopback.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.bind = ip;
+        self.config.bind = ip.to_string();
+        self
+    }
+
+    /// Starts the server.
+    pub async fn spawn(self) -> TestApp {
+        let db = match self.db {
+            Some(db) => db,
+            None => Arc::new(TestDb::for_suite().await),
+        };
+        let mut config = self.config;
+        if config.database_url.is_empty() {
+            config.database_url = db.url().to_owned();
+        }
+        let listener = tokio::net::TcpListener::bind((self.bind, 0))
+            .await
+            .expect("a free port");
+        let app = Application::build_with(config, listener, self.clock)
+            .await
+            .expect("the app builds");
+        let address = app.local_addr();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            // A dropped sender stops the server too.
+            let _ = stopped.await;
+        }));
+        let client = Client::new(&format!("http://{address}")).expect("a valid base url");
+        TestApp {
+            address,
+            client,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            db,
+        }
     }
 }
 
 impl TestApp {
+    /// The database this app runs on (to start another node on it).
+    pub fn database(&self) -> Arc<TestDb> {
+        self.db.clone()
+    }
+
     /// Registers `phone` and returns the user and its token.
     pub async fn register(&self, phone: &str) -> (User, String) {
         let response = self

@@ -1,5 +1,7 @@
 //! Integration tests of the REST API (API.md §4), each against its own server
-//! on port 0 with its own SQLite file, driven through `missive-client`.
+//! on port 0 with its own database, driven through `missive-client`; the
+//! store is SQLite or PostgreSQL (`MISSIVE_TEST_STORE`, see `test_db`).
+//! `store_contract` checks the `Store` trait directly on both.
 
 mod auth_helpers;
 mod auth_matrix;
@@ -13,12 +15,15 @@ mod helpers;
 mod login;
 mod messages;
 mod pagination;
+mod pg_outage;
 mod rate_limit_recovery;
 mod rate_limits;
 mod register;
 mod revocation;
 mod startup;
 mod status;
+mod store_contract;
+mod test_db;
 mod typing;
 mod users;
 mod ws_frames;

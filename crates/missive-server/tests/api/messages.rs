@@ -215,6 +215,19 @@ async fn invalid_sends_return_400() {
             "invalid_content",
         ),
         (
+            "a NUL character (PostgreSQL text cannot hold it)",
+            one_to_one(ALICE, BOB, "a\u{0}b"),
+            "invalid_content",
+        ),
+        (
+            "a NUL character in the clientMessageId",
+            SendMessageRequest {
+                client_message_id: Some("k\u{0}".into()),
+                ..one_to_one(ALICE, BOB, "hi")
+            },
+            "invalid_request",
+        ),
+        (
             "sender = receiver",
             one_to_one(ALICE, ALICE, "hi"),
             "invalid_participants",

@@ -2,6 +2,7 @@
 //! every node — at once on the node that revoked it, within the one-second
 //! token cache elsewhere — while the user's other tokens keep working.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use missive_client::protocol::{ClientFrame, SendMessageRequest, ServerFrame};
@@ -9,7 +10,8 @@ use missive_client::ws::{Connection, WsQuery};
 use missive_client::{Client, ClientError};
 
 use crate::auth_helpers::{SmsGateway, eventually, login};
-use crate::helpers::{ALICE, BOB, TestApp, assert_error, spawn_app_with};
+use crate::helpers::{ALICE, BOB, TestApp, TestAppBuilder, assert_error, spawn_app_with};
+use crate::test_db::TestDb;
 
 /// How long a revocation may take to reach another node (cache TTL 1 s + slack).
 const ACROSS_NODES: Duration = Duration::from_millis(1500);
@@ -44,16 +46,17 @@ async fn upgrade_status(client: &Client, query: &WsQuery) -> (u16, Option<String
     }
 }
 
-/// An app whose login codes go to `gateway`, on the SQLite file `url` if given.
-async fn app_with(gateway: &SmsGateway, database_url: Option<String>) -> TestApp {
+/// An app whose login codes go to `gateway`, on the database `db` (shared
+/// with another node) if given, else on a fresh one.
+async fn app_with(gateway: &SmsGateway, db: Option<Arc<TestDb>>) -> TestApp {
     let webhook = gateway.url.clone();
-    spawn_app_with(move |config| {
+    let mut builder = TestAppBuilder::new().configure(move |config| {
         config.otp_webhook_url = Some(webhook);
-        if let Some(url) = database_url {
-            config.database_url = url;
-        }
-    })
-    .await
+    });
+    if let Some(db) = db {
+        builder = builder.database(db);
+    }
+    builder.spawn().await
 }
 
 #[tokio::test]
@@ -118,10 +121,8 @@ async fn logging_out_a_login_token_leaves_the_registration_token_working() {
 #[tokio::test]
 async fn a_token_revoked_on_one_node_stops_working_on_another_within_the_cache_ttl() {
     let gateway = SmsGateway::start().await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let url = format!("sqlite://{}", dir.path().join("cluster.db").display());
-    let node_a = app_with(&gateway, Some(url.clone())).await;
-    let node_b = app_with(&gateway, Some(url)).await;
+    let node_a = app_with(&gateway, None).await;
+    let node_b = app_with(&gateway, Some(node_a.database())).await;
     let alice_a = node_a.user(ALICE).await;
     node_a.register(BOB).await;
     let alice_b = node_b.client.with_token(&alice_a.token);

@@ -1,18 +1,16 @@
 //! Helpers of the WebSocket tests (API.md §5): opening a connection that has
 //! read its `ready` frame, reading the frames a test expects, asserting
-//! silence, and a server on a database file that outlives it (restarts).
+//! silence, and a server on a database that outlives it (restarts).
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use missive_client::Client;
 use missive_client::protocol::{ClientFrame, Message, ServerFrame, User};
 use missive_client::ws::{Connection, WsError, WsQuery};
-use missive_server::{Application, Config};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use crate::helpers::TestUser;
+use crate::helpers::{TestApp, TestAppBuilder, TestUser};
+use crate::test_db::TestDb;
 
 /// How long a test waits for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -196,60 +194,28 @@ pub fn cursor_number(cursor: &str) -> u64 {
         .unwrap_or_else(|_| panic!("cursor {cursor:?} is not a number"))
 }
 
-/// A server on a database file the test owns, so that it can be stopped and
+/// A server on a database the test owns, so that it can be stopped and
 /// started again on the same data.
 pub struct DiskApp {
     /// A client without a token.
     pub client: Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    app: TestApp,
 }
 
-/// Starts the app on `127.0.0.1:0` with the SQLite file `db` (created if
-/// missing) and the test defaults (rate limits off, `AUTH_MODE` loopback).
-pub async fn spawn_app_on(db: &Path) -> DiskApp {
-    let config = Config {
-        bind: "127.0.0.1".into(),
-        port: 0,
-        log_level: "WARN".into(),
-        database_url: format!("sqlite://{}", db.display()),
-        send_rate_limit: 0,
-        auth_rate_limit: 0,
-        ..Config::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let app = Application::build(config, listener)
-        .await
-        .expect("the app builds");
-    let address = app.local_addr();
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+/// Starts the app on `db` (SQLite file or PostgreSQL database, kept by the
+/// caller across restarts) with the test defaults.
+pub async fn spawn_app_on(db: &Arc<TestDb>) -> DiskApp {
+    let app = TestAppBuilder::new().database(db.clone()).spawn().await;
     DiskApp {
-        client: Client::new(&format!("http://{address}")).expect("a valid base url"),
-        shutdown: Some(shutdown),
-        server: Some(server),
+        client: app.client.clone(),
+        app,
     }
 }
 
 impl DiskApp {
     /// Registers `phone` and returns it with an authenticated client.
     pub async fn user(&self, phone: &str) -> TestUser {
-        let response = self
-            .client
-            .register(phone, None)
-            .await
-            .expect("registration succeeds");
-        assert_eq!(response.status, 201);
-        let token = response.body.token;
-        TestUser {
-            user: response.body.user,
-            client: self.client.with_token(&token),
-            token,
-        }
+        self.app.user(phone).await
     }
 
     /// The same user (its token survives restarts) as a client of this server.
@@ -262,23 +228,7 @@ impl DiskApp {
     }
 
     /// Signals shutdown and waits (bounded) for the server to return.
-    pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        let server = self.server.take().expect("the server task is there");
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("the server stops within 10 s")
-            .expect("the server task does not panic")
-            .expect("the server stops cleanly");
-    }
-}
-
-impl Drop for DiskApp {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+    pub async fn stop(self) {
+        self.app.stop().await.expect("the server stops cleanly");
     }
 }

@@ -54,6 +54,8 @@ async fn start(dir: &Path) -> (Server, Client) {
     let child = Command::new(bin)
         .env("PORT", port.to_string())
         .env("BIND", "127.0.0.1")
+        // SQLite only, on purpose: this measures the server's own memory per
+        // idle socket, which does not depend on the store.
         .env(
             "DATABASE_URL",
             format!("sqlite://{}", dir.join("memory.db").display()),

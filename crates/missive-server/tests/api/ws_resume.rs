@@ -162,8 +162,7 @@ async fn missed_receipts_are_replayed_too() {
 
 #[tokio::test]
 async fn resume_works_across_a_server_restart_on_the_same_database() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let db = dir.path().join("restart.db");
+    let db = std::sync::Arc::new(crate::test_db::TestDb::for_suite().await);
     let app = spawn_app_on(&db).await;
     let alice = app.user(ALICE).await;
     let bob = app.user(BOB).await;

@@ -1,0 +1,345 @@
+//! The PostgreSQL store, for running several nodes on one database:
+//! `tokio-postgres` connections in a `deadpool-postgres` pool (prepared
+//! statements cached per connection, concurrent queries pipelined), one
+//! writer task per node with group commit for sends ([`writer`]), and the
+//! other writes in transactions of their own.
+//!
+//! Everything the trait guarantees holds across nodes because it rests on
+//! PostgreSQL's locks and unique indexes, not on this process: see
+//! [`sql`] for the lock order and `docs/architecture.md`.
+
+mod sql;
+mod writer;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use missive_protocol::{Chat, Message, MessageStatus, User};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use self::writer::WriterHandle;
+use super::{
+    ChatQuery, ChatView, CodeAttempt, Committing, Event, LoginCode, MessageQuery, NewMessage,
+    NewUser, Page, Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
+};
+use crate::domain::{PhoneNumber, chat};
+
+/// Result of the driver.
+type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+/// Migrations, applied in order; `schema_migrations` records which ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+
+/// How long a caller waits for a pooled connection, a new connection, or a
+/// recycled one before the store answers `Unavailable` (HTTP 503).
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Key of the advisory lock that serializes migrations of nodes starting together.
+const MIGRATION_LOCK: i64 = 0x006d_6973_7369_7665; // "missive" in ASCII
+
+/// The PostgreSQL implementation of [`Store`].
+pub struct PgStore {
+    pool: Pool,
+    writer: Mutex<Option<WriterHandle>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…` or `postgresql://…`) with a pool of
+    /// `pool_size` connections and applies the missing migrations; refuses a
+    /// database whose schema is newer than this binary.
+    pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?;
+        config
+            .connect_timeout(WAIT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            // A query sent into a silent network (no reset, no answer) fails
+            // after this instead of hanging: the store is then Unavailable.
+            .tcp_user_timeout(Duration::from_secs(15))
+            .application_name("missive");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
+            .recycle_timeout(Some(WAIT))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the PostgreSQL pool: {e}"))?;
+        migrate(&pool).await?;
+        let (writer, task) = WriterHandle::spawn(pool.clone());
+        Ok(PgStore {
+            pool,
+            writer: Mutex::new(Some(writer)),
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        Ok(self.pool.get().await?)
+    }
+
+    fn writer(&self) -> StoreResult<WriterHandle> {
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the database is closed".into()))
+    }
+}
+
+async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+    let tx = client.transaction().await?;
+    // Nodes starting at once take turns; the second finds the work done.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version     integer PRIMARY KEY,
+             applied_at  bigint NOT NULL
+         )",
+    )
+    .await?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let known = MIGRATIONS.len() as i32;
+    if applied > known {
+        anyhow::bail!(
+            "the database schema is at version {applied} but this build knows only {known}: \
+             refusing to start (run a newer missive)"
+        );
+    }
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let version = index as i32 + 1;
+        tx.batch_execute(script)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration {version} failed: {e}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[&version, &crate::domain::now_ms()],
+        )
+        .await?;
+        tracing::info!(version, "applied database migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// True when `e` violates the unique index `constraint`.
+fn is_unique_violation(e: &tokio_postgres::Error, constraint: &str) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+    })
+}
+
+/// A foreign key naming a missing user is the domain's `UserNotFound`.
+fn foreign_key_is_user(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) if *db.code() == SqlState::FOREIGN_KEY_VIOLATION => StoreError::UserNotFound,
+        _ => e.into(),
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let Some(db) = e.as_db_error() else {
+            // No SQLSTATE: the connection broke, timed out, or never opened.
+            return StoreError::Unavailable(e.to_string());
+        };
+        let code = db.code().code();
+        // 08: connection exception; 40: rollback (deadlock, serialization);
+        // 53: insufficient resources; 57: operator intervention (shutdown);
+        // 58: system error (I/O).
+        if ["08", "40", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class))
+        {
+            StoreError::Unavailable(format!("{code}: {}", db.message()))
+        } else {
+            StoreError::Internal(format!("{code}: {}", db.message()))
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        sql::insert_user(&mut self.client().await?, &new).await
+    }
+
+    async fn user_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<User>> {
+        sql::user_by_phone(&self.client().await?, phone.as_str()).await
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
+        sql::user_by_id(&self.client().await?, id).await
+    }
+
+    async fn user_by_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
+        sql::user_by_token(&self.client().await?, token_hash).await
+    }
+
+    async fn add_token(&self, user: Uuid, token_hash: String) -> StoreResult<()> {
+        sql::add_token(&self.client().await?, user, &token_hash).await
+    }
+
+    async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
+        sql::revoke_token(&self.client().await?, token_hash).await
+    }
+
+    async fn put_login_code(&self, code: LoginCode) -> StoreResult<()> {
+        sql::put_login_code(&self.client().await?, &code).await
+    }
+
+    async fn redeem_login_code(&self, attempt: CodeAttempt) -> StoreResult<Redeemed> {
+        sql::redeem_login_code(&mut self.client().await?, &attempt).await
+    }
+
+    async fn create_chat(
+        &self,
+        participants: Vec<Uuid>,
+        viewer: Option<Uuid>,
+    ) -> StoreResult<(ChatView, bool)> {
+        let mut client = self.client().await?;
+        let (id, created) = sql::ensure_chat(&mut client, &participants).await?;
+        Ok((sql::chat_view(&client, id, viewer).await?, created))
+    }
+
+    async fn chat(&self, chat_id: Uuid, viewer: Option<Uuid>) -> StoreResult<ChatView> {
+        sql::chat_view(&self.client().await?, chat_id, viewer).await
+    }
+
+    async fn list_chats(&self, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>> {
+        sql::list_chats(&self.client().await?, user, query).await
+    }
+
+    async fn queue_message(&self, new: NewMessage) -> StoreResult<Committing<Sent>> {
+        self.writer()?.submit(new).await
+    }
+
+    async fn list_messages(
+        &self,
+        chat_id: Uuid,
+        viewer: Option<Uuid>,
+        query: MessageQuery,
+    ) -> StoreResult<(Page<Message>, Option<Receipt>)> {
+        let mut client = self.client().await?;
+        let (mut page, members) = sql::list_messages(&client, chat_id, viewer, query).await?;
+        // A recipient reading the page has received it: move their delivered watermark.
+        let Some(viewer) = viewer else {
+            return Ok((page, None));
+        };
+        let Some(newest) = chat::newest_undelivered(&page.items, &members, viewer) else {
+            return Ok((page, None));
+        };
+        let receipt = sql::mark_status(
+            &mut client,
+            chat_id,
+            viewer,
+            newest,
+            MessageStatus::Delivered,
+        )
+        .await?;
+        let members = sql::members(&client, chat_id).await?;
+        chat::refresh_statuses(&mut page.items, &members);
+        Ok((page, Some(receipt)))
+    }
+
+    async fn mark_status(
+        &self,
+        chat_id: Uuid,
+        user: Uuid,
+        message_id: Uuid,
+        status: MessageStatus,
+    ) -> StoreResult<Receipt> {
+        sql::mark_status(&mut self.client().await?, chat_id, user, message_id, status).await
+    }
+
+    async fn event_cursor(&self, user: Uuid) -> StoreResult<i64> {
+        sql::event_cursor(&self.client().await?, user).await
+    }
+
+    async fn events_since(
+        &self,
+        user: Uuid,
+        cursor: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, Event)>> {
+        sql::events_since(&self.client().await?, user, cursor, limit).await
+    }
+
+    async fn close(&self) {
+        // Dropping the last handle lets the writer store what it holds and stop.
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.pool.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deadpool_postgres::TimeoutType;
+
+    use super::*;
+
+    #[test]
+    fn pool_timeouts_and_a_closed_pool_are_unavailable() {
+        for e in [
+            PoolError::Timeout(TimeoutType::Wait),
+            PoolError::Timeout(TimeoutType::Create),
+            PoolError::Closed,
+        ] {
+            assert!(matches!(StoreError::from(e), StoreError::Unavailable(_)));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_refuses_to_open() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let opened = PgStore::open("postgres://postgres@127.0.0.1:1/postgres", 2).await;
+        assert!(opened.is_err());
+        assert!(PgStore::open("postgres://[bad", 2).await.is_err());
+    }
+}

@@ -1,0 +1,451 @@
+//! Group commit of sends: one task per node takes the sends waiting in a
+//! bounded channel (up to [`MAX_BATCH`]) and stores them in one transaction
+//! with a fixed number of round trips, whatever the batch size:
+//!
+//! 1. outside the transaction: look up (and create, if missing) the 1:1 chats
+//!    of `Direct` targets, and load the members of every chat of the batch;
+//!    sends to a chat that does not exist or without the sender are refused
+//!    here, alone — the rest of the batch goes on;
+//! 2. `BEGIN`; lock the users of those chats in id order (the global lock
+//!    order, see [`super::sql`]) and the chats, and look up earlier sends
+//!    with the same `(sender, clientMessageId)` — under the sender's lock, so
+//!    no other node can store one meanwhile;
+//! 3. number messages (per chat `seq`) and events (per user) in queue order,
+//!    in memory, then insert them with multi-row `INSERT … SELECT unnest(…)`
+//!    and write the counters back, the four statements pipelined;
+//! 4. `COMMIT`, and only then answer each caller.
+//!
+//! Any database failure fails the whole batch with `Unavailable`: nothing of
+//! it was acknowledged, and clients retry (idempotently, by `clientMessageId`).
+
+use std::collections::{HashMap, HashSet};
+
+use deadpool_postgres::Pool;
+use missive_protocol::{Message, MessageStatus};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::sql::{self, EventRows, MESSAGE_COLUMNS, Numbering};
+use crate::domain::chat::{Member, direct_key, status_of};
+use crate::domain::{format_ms, now_ms};
+use crate::store::{Committing, NewMessage, SendTarget, Sent, StoreError, StoreResult};
+
+/// Most sends stored in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Capacity of the writer's inbox; senders wait when it is full (backpressure).
+pub const INBOX: usize = 4096;
+
+struct Job {
+    new: NewMessage,
+    reply: oneshot::Sender<StoreResult<Sent>>,
+}
+
+/// The handle through which tasks queue sends.
+#[derive(Clone)]
+pub struct WriterHandle {
+    inbox: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    /// Starts the writer task; it ends when every handle is dropped, after
+    /// storing what it had received.
+    pub fn spawn(pool: Pool) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(INBOX);
+        let task = tokio::spawn(run(pool, rx));
+        (WriterHandle { inbox: tx }, task)
+    }
+
+    /// Queues a send (waiting only for room in the inbox); the future resolves
+    /// after its batch committed. Sends are stored in the order they are queued.
+    pub async fn submit(&self, new: NewMessage) -> StoreResult<Committing<Sent>> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(Job { new, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
+        Ok(Box::pin(async move {
+            answer.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the database writer stopped".into(),
+                ))
+            })
+        }))
+    }
+}
+
+async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = inbox.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let sends: Vec<&NewMessage> = batch.iter().map(|job| &job.new).collect();
+        let outcome = apply(&pool, &sends).await;
+        match outcome {
+            Ok(results) => {
+                tracing::trace!(sends = batch.len(), "send batch committed");
+                for (job, result) in batch.drain(..).zip(results) {
+                    // The caller may have gone away (client disconnected).
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, sends = batch.len(), "send batch failed");
+                let failure = match e {
+                    StoreError::Internal(cause) => StoreError::Internal(cause),
+                    other => StoreError::Unavailable(other.to_string()),
+                };
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(clone_error(&failure)));
+                }
+            }
+        }
+    }
+    tracing::debug!("postgres writer stopped");
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Internal(cause) => StoreError::Internal(cause.clone()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// What phase 1 decided for one send.
+enum Plan {
+    /// Refused with a domain error.
+    Refused(StoreError),
+    /// To store in `chat`, whose members are known.
+    Store { chat: Uuid },
+}
+
+/// Stores a batch; the outer `Err` fails every send, an inner one only that send.
+async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResult<Sent>>> {
+    let mut client = pool.get().await?;
+
+    // Phase 1: chats and members (reads, plus 1:1 chats created on first use).
+    // One look-up for every 1:1 chat of the batch; only missing ones (a
+    // pair's first message) cost a transaction of their own.
+    let mut keys: Vec<String> = batch
+        .iter()
+        .filter_map(|new| match new.target {
+            SendTarget::Direct(receiver) => Some(direct_key(new.sender.id, receiver)),
+            SendTarget::Chat(_) => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut direct: HashMap<String, StoreResult<Uuid>> = sql::find_directs(&client, &keys)
+        .await?
+        .into_iter()
+        .map(|(key, id)| (key, Ok(id)))
+        .collect();
+    for new in batch {
+        if let SendTarget::Direct(receiver) = new.target {
+            let key = direct_key(new.sender.id, receiver);
+            if let std::collections::hash_map::Entry::Vacant(slot) = direct.entry(key) {
+                let found = match sql::ensure_chat(&mut client, &[new.sender.id, receiver]).await {
+                    Ok((id, _)) => Ok(id),
+                    Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_))) => {
+                        return Err(e);
+                    }
+                    Err(domain) => Err(domain),
+                };
+                slot.insert(found);
+            }
+        }
+    }
+    let chat_of = |new: &NewMessage| -> StoreResult<Uuid> {
+        match new.target {
+            SendTarget::Chat(id) => Ok(id),
+            SendTarget::Direct(receiver) => {
+                match direct.get(&direct_key(new.sender.id, receiver)) {
+                    Some(Ok(id)) => Ok(*id),
+                    Some(Err(e)) => Err(same_domain_error(e)),
+                    None => Err(StoreError::Internal("a 1:1 chat was not resolved".into())),
+                }
+            }
+        }
+    };
+    let mut chats: Vec<Uuid> = batch.iter().filter_map(|new| chat_of(new).ok()).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    let members = sql::members_of(&client, &chats).await?;
+    let plans: Vec<Plan> = batch
+        .iter()
+        .map(|new| match chat_of(new) {
+            Err(e) => Plan::Refused(e),
+            Ok(chat) => match members.get(&chat) {
+                Some(list) if list.iter().any(|m| m.user_id == new.sender.id) => {
+                    Plan::Store { chat }
+                }
+                _ => Plan::Refused(StoreError::ChatNotFound),
+            },
+        })
+        .collect();
+    let mut users: Vec<Uuid> = Vec::new();
+    let mut stored_chats: Vec<Uuid> = Vec::new();
+    for plan in &plans {
+        if let Plan::Store { chat } = plan {
+            stored_chats.push(*chat);
+            users.extend(members.get(chat).into_iter().flatten().map(|m| m.user_id));
+        }
+    }
+    stored_chats.sort_unstable();
+    stored_chats.dedup();
+    if stored_chats.is_empty() {
+        return Ok(plans.into_iter().map(refused).collect());
+    }
+
+    // Phase 2: locks, in the global order (users, then chats).
+    let tx = client.transaction().await?;
+    let current = sql::lock_users(&tx, &users).await?;
+    let keys: Vec<(Uuid, String)> = batch
+        .iter()
+        .filter_map(|new| {
+            new.client_message_id
+                .as_ref()
+                .map(|k| (new.sender.id, k.as_str().to_owned()))
+        })
+        .collect();
+    let (chat_rows, mut earlier, activities) = tokio::try_join!(
+        async {
+            sql::query(
+                &tx,
+                "SELECT id, last_seq FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&stored_chats],
+            )
+            .await
+            .map_err(StoreError::from)
+        },
+        earlier_sends(&tx, &keys),
+        async {
+            // One activity value per chat, handed out below in the order of
+            // each chat's last message of the batch.
+            sql::query(
+                &tx,
+                "SELECT nextval('chat_activity') AS v FROM generate_series(1, $1::int8) ORDER BY v",
+                &[&(stored_chats.len() as i64)],
+            )
+            .await
+            .map_err(StoreError::from)
+        },
+    )?;
+    let mut last_seq: HashMap<Uuid, i64> = HashMap::new();
+    for row in &chat_rows {
+        last_seq.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    let mut numbering = Numbering::new(current);
+
+    // Phase 3: number everything in queue order, in memory.
+    let now = now_ms();
+    let mut messages = MessageRows::default();
+    let mut events = EventRows::default();
+    let mut results: Vec<StoreResult<Sent>> = Vec::with_capacity(batch.len());
+    let mut chat_order: Vec<Uuid> = Vec::new();
+    for (new, plan) in batch.iter().zip(plans) {
+        let chat = match plan {
+            Plan::Refused(e) => {
+                results.push(Err(e));
+                continue;
+            }
+            Plan::Store { chat } => chat,
+        };
+        let key = new
+            .client_message_id
+            .as_ref()
+            .map(|k| (new.sender.id, k.as_str().to_owned()));
+        if let Some(original) = key.as_ref().and_then(|k| earlier.get(k)) {
+            results.push(Ok(Sent {
+                message: original.clone(),
+                targets: Vec::new(),
+                duplicate: true,
+            }));
+            continue;
+        }
+        let seq = last_seq
+            .get_mut(&chat)
+            .map(|s| {
+                *s += 1;
+                *s
+            })
+            .ok_or(StoreError::ChatNotFound)?;
+        let chat_members: &[Member] = members.get(&chat).map(Vec::as_slice).unwrap_or(&[]);
+        let message = Message {
+            id: Uuid::now_v7(),
+            chat_id: chat,
+            seq,
+            sender: new.sender.phone_number.clone(),
+            content: new.content.as_str().to_owned(),
+            created_at: format_ms(now),
+            client_message_id: key.as_ref().map(|(_, k)| k.clone()),
+            status: MessageStatus::Sent,
+        };
+        let mut targets = Vec::with_capacity(chat_members.len());
+        for member in chat_members {
+            let number = numbering.next(member.user_id)?;
+            events.push(
+                member.user_id,
+                number,
+                "message",
+                chat,
+                message.id,
+                None,
+                None,
+                now,
+            );
+            targets.push((member.user_id, number));
+        }
+        messages.push(&message, new.sender.id, now);
+        chat_order.retain(|c| *c != chat);
+        chat_order.push(chat);
+        if let Some(key) = key {
+            // A repeat later in this same batch returns this message.
+            earlier.insert(key, message.clone());
+        }
+        results.push(Ok(Sent {
+            message,
+            targets,
+            duplicate: false,
+        }));
+    }
+
+    // Phase 4: write, pipelined, and commit.
+    let mut chat_ids = Vec::with_capacity(chat_order.len());
+    let mut chat_seqs = Vec::with_capacity(chat_order.len());
+    let mut chat_activity = Vec::with_capacity(chat_order.len());
+    for (chat, row) in chat_order.iter().zip(&activities) {
+        chat_ids.push(*chat);
+        chat_seqs.push(last_seq.get(chat).copied().unwrap_or_default());
+        chat_activity.push(row.try_get::<_, i64>(0)?);
+    }
+    tokio::try_join!(
+        messages.insert(&tx),
+        events.insert(&tx),
+        async {
+            if chat_ids.is_empty() {
+                return Ok(0);
+            }
+            sql::execute(
+                &tx,
+                "UPDATE chats c SET last_seq = d.last_seq, activity = d.activity
+                 FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS d(id, last_seq, activity)
+                 WHERE c.id = d.id",
+                &[&chat_ids, &chat_seqs, &chat_activity],
+            )
+            .await
+            .map_err(StoreError::from)
+        },
+        sql::bump_event_seqs(&tx, &numbering.added),
+    )?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+fn refused(plan: Plan) -> StoreResult<Sent> {
+    match plan {
+        Plan::Refused(e) => Err(e),
+        Plan::Store { .. } => Err(StoreError::Internal("a send was not planned".into())),
+    }
+}
+
+/// The domain errors a 1:1 chat's creation can end with, once per send.
+fn same_domain_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::UserNotFound => StoreError::UserNotFound,
+        StoreError::ChatNotFound => StoreError::ChatNotFound,
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+/// Earlier sends of the batch's `(sender, clientMessageId)` keys, with their
+/// current status.
+async fn earlier_sends(
+    tx: &deadpool_postgres::Transaction<'_>,
+    keys: &[(Uuid, String)],
+) -> StoreResult<HashMap<(Uuid, String), Message>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let unique: HashSet<&(Uuid, String)> = keys.iter().collect();
+    let (senders, ids): (Vec<Uuid>, Vec<String>) = unique.into_iter().cloned().unzip();
+    let sql_text = format!(
+        "SELECT {MESSAGE_COLUMNS}, m.sender_id FROM messages m JOIN users u ON u.id = m.sender_id
+         JOIN unnest($1::uuid[], $2::text[]) AS k(sender, cmid)
+           ON m.sender_id = k.sender AND m.client_message_id = k.cmid"
+    );
+    let rows = sql::query(tx, &sql_text, &[&senders, &ids]).await?;
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut found = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let message = sql::message_from_row(row)?;
+        let sender: Uuid = row.try_get(7)?;
+        found.push((sender, message));
+    }
+    let mut chats: Vec<Uuid> = found.iter().map(|(_, m)| m.chat_id).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    let members = sql::members_of(tx, &chats).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(sender, mut message)| {
+            if let Some(list) = members.get(&message.chat_id) {
+                message.status = status_of(list, &message.sender, message.seq);
+            }
+            let key = message.client_message_id.clone()?;
+            Some(((sender, key), message))
+        })
+        .collect())
+}
+
+/// Messages to insert, as columns.
+#[derive(Default)]
+struct MessageRows {
+    ids: Vec<Uuid>,
+    chats: Vec<Uuid>,
+    seqs: Vec<i64>,
+    senders: Vec<Uuid>,
+    contents: Vec<String>,
+    times: Vec<i64>,
+    client_ids: Vec<Option<String>>,
+}
+
+impl MessageRows {
+    fn push(&mut self, message: &Message, sender: Uuid, at: i64) {
+        self.ids.push(message.id);
+        self.chats.push(message.chat_id);
+        self.seqs.push(message.seq);
+        self.senders.push(sender);
+        self.contents.push(message.content.clone());
+        self.times.push(at);
+        self.client_ids.push(message.client_message_id.clone());
+    }
+
+    async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<u64> {
+        if self.ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sql::execute(
+            tx,
+            "INSERT INTO messages (id, chat_id, seq, sender_id, content, created_at, client_message_id)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[],
+                                  $6::int8[], $7::text[])",
+            &[
+                &self.ids,
+                &self.chats,
+                &self.seqs,
+                &self.senders,
+                &self.contents,
+                &self.times,
+                &self.client_ids,
+            ],
+        )
+        .await?)
+    }
+}
