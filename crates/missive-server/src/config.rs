@@ -51,9 +51,14 @@ pub struct Config {
     /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `sqlite::memory:`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/missive.db")]
     pub database_url: String,
-    /// Redis for fan-out across nodes (unset: one node, in-process fan-out).
+    /// Redis for fan-out across nodes, e.g. `redis://:password@host:6379/0`
+    /// (unset: one node, in-process fan-out).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key of this deployment, so that several
+    /// deployments (or tests) can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "missive")]
+    pub redis_prefix: String,
     /// `open`, `loopback` or `required` (see API.md §1).
     #[arg(
         long,
@@ -93,6 +98,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             database_url: "sqlite://data/missive.db".into(),
             redis_url: None,
+            redis_prefix: "missive".into(),
             auth_mode: AuthMode::Loopback,
             otp_webhook_url: None,
             send_rate_limit: 50,
@@ -130,6 +136,7 @@ mod tests {
         let parsed = Config::try_parse_from(["missive"]).expect("parses");
         let default = Config::default();
         assert_eq!(parsed.max_connections, default.max_connections);
+        assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
     }

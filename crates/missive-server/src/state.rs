@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::bus::DynBus;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub store: DynStore,
     /// The messaging operations shared by HTTP and WebSocket.
     pub service: Arc<Service>,
+    /// The fan-out bus (its health shows on `/readyz`).
+    pub bus: DynBus,
     /// Live WebSocket connections.
     pub gateway: Arc<Gateway>,
     /// Recently validated tokens.

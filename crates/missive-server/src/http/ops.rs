@@ -51,12 +51,18 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// GET /readyz: 200 when the database answers, else 503.
+/// GET /readyz: 200 when the database answers, else 503. The bus is only
+/// reported: while Redis is down the node still serves (same-node delivery,
+/// other nodes catch up from the store later).
 async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
     state
         .store
         .ping()
         .await
         .map_err(|e| ApiError::unavailable(format!("readiness: {e}")))?;
-    Ok((StatusCode::OK, Json(json!({"status": "ready"}))))
+    let bus = state.bus.health().as_str();
+    Ok((
+        StatusCode::OK,
+        Json(json!({"status": "ready", "store": "ok", "bus": bus})),
+    ))
 }
