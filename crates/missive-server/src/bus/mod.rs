@@ -104,3 +104,127 @@ pub trait Bus: Send + Sync + 'static {
 
 /// A shared handle on the bus.
 pub type DynBus = Arc<dyn Bus>;
+
+#[cfg(test)]
+mod contract {
+    //! What every [`Bus`] promises, run against each implementation.
+
+    use std::time::Duration;
+
+    use super::*;
+
+    fn typing() -> Arc<Payload> {
+        Arc::new(Payload::Typing {
+            chat_id: Uuid::nil(),
+            user: "+1234567".into(),
+            is_typing: true,
+        })
+    }
+
+    /// A published envelope reaches the publishing node's registry before
+    /// `publish` returns, and (for a bus across nodes) `remote`, once.
+    async fn keeps_the_contract(bus: &dyn Bus, local: &Registry, remote: Option<&Registry>) {
+        let user = Uuid::now_v7();
+        let here = local.register(user);
+        let there = remote.map(|r| r.register(user));
+        let envelope = Envelope {
+            targets: vec![(user, Some(7))],
+            payload: typing(),
+        };
+
+        bus.publish(envelope).await;
+
+        let item = here.queue.try_recv().expect("delivered locally at once");
+        assert_eq!((item.cursor, item.payload), (Some(7), typing()));
+        if let Some(there) = there {
+            let item = tokio::time::timeout(Duration::from_secs(5), there.queue.recv_async())
+                .await
+                .expect("delivered on the other node")
+                .expect("an item");
+            assert_eq!((item.cursor, item.payload), (Some(7), typing()));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(there.queue.try_recv().is_err(), "delivered once");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            here.queue.try_recv().is_err(),
+            "the publisher's node does not get its own entry back"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_local_bus_keeps_the_contract() {
+        let registry = Arc::new(Registry::default());
+        let bus = LocalBus::new(registry.clone());
+        keeps_the_contract(&bus, &registry, None).await;
+        assert_eq!(bus.health(), BusHealth::Local);
+    }
+
+    /// Waits (bounded) until `bus` reports `health`.
+    async fn wait_for(bus: &dyn Bus, health: BusHealth) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while bus.health() != health {
+            assert!(std::time::Instant::now() < deadline, "never {health:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_redis_bus_keeps_the_contract() {
+        let url = std::env::var("MISSIVE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("missive-test-{}", Uuid::now_v7());
+        let (one, two) = (Arc::new(Registry::default()), Arc::new(Registry::default()));
+        let bus_one = RedisBus::start(&url, &prefix, one.clone()).expect("a valid URL");
+        let bus_two = RedisBus::start(&url, &prefix, two.clone()).expect("a valid URL");
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while bus_one.health() != BusHealth::Ok || bus_two.health() != BusHealth::Ok {
+            if std::time::Instant::now() > deadline {
+                assert!(
+                    std::env::var("MISSIVE_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "MISSIVE_TEST_REQUIRE_SERVICES=1 but no Redis at {url}"
+                );
+                eprintln!("\n*** skipped: no Redis at {url} ***\n");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        keeps_the_contract(&bus_one, &one, Some(&two)).await;
+        keeps_the_contract(&bus_two, &two, Some(&one)).await;
+
+        if let Ok(client) = ::redis::Client::open(url.as_str())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            let _ = ::redis::cmd("DEL")
+                .arg(format!("{prefix}:events"))
+                .query_async::<()>(&mut conn)
+                .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn without_redis_the_bus_is_down_and_still_delivers_locally_at_once() {
+        let registry = Arc::new(Registry::default());
+        // Port 1: nothing listens, connections are refused.
+        let bus = RedisBus::start("redis://127.0.0.1:1", "missive-test", registry.clone())
+            .expect("a valid URL");
+        wait_for(&bus, BusHealth::Down).await;
+        let user = Uuid::now_v7();
+        let here = registry.register(user);
+        for _ in 0..super::redis::OUTBOX_FOR_TESTS + 10 {
+            let started = std::time::Instant::now();
+            bus.publish(Envelope {
+                targets: vec![(user, None)],
+                payload: typing(),
+            })
+            .await;
+            assert!(
+                started.elapsed() < Duration::from_millis(50),
+                "publish never waits"
+            );
+        }
+        assert!(here.queue.try_recv().is_ok(), "delivered locally");
+        assert!(RedisBus::start("not a url", "p", registry).is_err());
+    }
+}

@@ -32,6 +32,9 @@ pub const STREAM_BOUND: usize = 100_000;
 /// Serialized entries waiting for the publisher task; past it, entries are
 /// dropped (and the other nodes told to catch up from the store).
 const OUTBOX: usize = 8_192;
+/// [`OUTBOX`], for the tests that overflow it.
+#[cfg(test)]
+pub(super) const OUTBOX_FOR_TESTS: usize = OUTBOX;
 /// Entries sent per pipeline.
 const BATCH: usize = 256;
 /// Longest wait for one pipeline of `XADD`s.
@@ -374,11 +377,11 @@ async fn read_session(
         }
     };
     *last = Some(position);
-    shared.reader_up.store(true, Ordering::Release);
-    tracing::info!(redis = %shared.redacted_url, stream = %shared.stream, "redis bus: reading");
     // Whatever other nodes published while this reader was away (or before
     // it started) is only in the store now.
     shared.registry.broadcast(Arc::new(Payload::CatchUp));
+    shared.reader_up.store(true, Ordering::Release);
+    tracing::info!(redis = %shared.redacted_url, stream = %shared.stream, "redis bus: reading");
     loop {
         let Some(position) = *last else {
             return ReadEnd::Stopped;
