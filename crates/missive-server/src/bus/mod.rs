@@ -86,6 +86,53 @@ impl BusHealth {
     }
 }
 
+/// Counters of a bus that crosses nodes (all zero for the in-process bus).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Entries this node added to the shared stream.
+    pub published: u64,
+    /// Entries lost by failed or timed-out publishes (the store has them).
+    pub failed: u64,
+    /// Entries dropped because the outbox to the publisher was full.
+    pub dropped: u64,
+    /// Entries of other nodes handed to this node's registry.
+    pub received: u64,
+    /// Times this node told all its connections to catch up from the store.
+    pub catch_ups: u64,
+}
+
+/// The bus's lines of `/metrics` (Prometheus text format).
+pub fn render_metrics(bus: &dyn Bus) -> String {
+    use std::fmt::Write;
+    let health = bus.health();
+    let stats = bus.stats();
+    let mut out = String::new();
+    out.push_str("# HELP missive_bus_up 1 while the bus works (the in-process bus always does).\n");
+    out.push_str("# TYPE missive_bus_up gauge\n");
+    let _ = writeln!(
+        out,
+        "missive_bus_up {}",
+        u8::from(health != BusHealth::Down)
+    );
+    out.push_str("# HELP missive_bus_entries_total Entries of the shared stream by outcome.\n");
+    out.push_str("# TYPE missive_bus_entries_total counter\n");
+    for (outcome, count) in [
+        ("published", stats.published),
+        ("failed", stats.failed),
+        ("dropped", stats.dropped),
+        ("received", stats.received),
+    ] {
+        let _ = writeln!(
+            out,
+            "missive_bus_entries_total{{outcome=\"{outcome}\"}} {count}"
+        );
+    }
+    out.push_str("# HELP missive_bus_catch_ups_total Times every connection of this node was told to read the store.\n");
+    out.push_str("# TYPE missive_bus_catch_ups_total counter\n");
+    let _ = writeln!(out, "missive_bus_catch_ups_total {}", stats.catch_ups);
+    out
+}
+
 /// Delivers envelopes to every connection of their targets, on every node.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
@@ -96,6 +143,11 @@ pub trait Bus: Send + Sync + 'static {
     /// The bus's state, for readiness.
     fn health(&self) -> BusHealth {
         BusHealth::Local
+    }
+
+    /// Counters for `/metrics`.
+    fn stats(&self) -> BusStats {
+        BusStats::default()
     }
 
     /// At shutdown: flushes what is queued (bounded) and stops background work.
@@ -158,6 +210,7 @@ mod contract {
         let bus = LocalBus::new(registry.clone());
         keeps_the_contract(&bus, &registry, None).await;
         assert_eq!(bus.health(), BusHealth::Local);
+        assert!(render_metrics(&bus).contains("missive_bus_up 1\n"));
     }
 
     /// Waits (bounded) until `bus` reports `health`.
@@ -192,6 +245,8 @@ mod contract {
 
         keeps_the_contract(&bus_one, &one, Some(&two)).await;
         keeps_the_contract(&bus_two, &two, Some(&one)).await;
+        let stats = bus_one.stats();
+        assert_eq!((stats.published, stats.received), (1, 1), "{stats:?}");
 
         if let Ok(client) = ::redis::Client::open(url.as_str())
             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
@@ -225,6 +280,8 @@ mod contract {
             );
         }
         assert!(here.queue.try_recv().is_ok(), "delivered locally");
+        assert!(bus.stats().dropped >= 10, "{:?}", bus.stats());
+        assert!(render_metrics(&bus).contains("missive_bus_up 0\n"));
         assert!(RedisBus::start("not a url", "p", registry).is_err());
     }
 }

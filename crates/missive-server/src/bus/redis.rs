@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Bus, BusHealth, Envelope, Payload, Registry};
+use super::{Bus, BusHealth, BusStats, Envelope, Payload, Registry};
 
 /// Entries kept in the stream (approximately: `MAXLEN ~` trims whole nodes).
 /// A reader further behind than this catches up from the store instead.
@@ -77,12 +77,28 @@ struct Shared {
     /// Entries of this node never reached the stream: the other nodes must
     /// catch up from the store once it is reachable again.
     marker_due: AtomicBool,
-    /// Entries dropped because the outbox was full (for the logs).
+    /// Entries dropped because the outbox was full.
     dropped: AtomicU64,
+    /// Entries added to the stream.
+    published: AtomicU64,
+    /// Entries lost by failed pipelines.
+    failed: AtomicU64,
+    /// Entries of other nodes handed over.
+    received: AtomicU64,
+    /// Catch-ups handed to every local connection.
+    catch_ups: AtomicU64,
     publish_log: LogLimiter,
     read_log: LogLimiter,
     /// For log lines: the URL without its password.
     redacted_url: String,
+}
+
+impl Shared {
+    /// Tells every connection of this node to read the store.
+    fn catch_up(&self) {
+        self.catch_ups.fetch_add(1, Ordering::Relaxed);
+        self.registry.broadcast(Arc::new(Payload::CatchUp));
+    }
 }
 
 /// Fan-out across nodes through a Redis stream.
@@ -109,6 +125,10 @@ impl RedisBus {
             publisher_up: AtomicBool::new(true),
             marker_due: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            catch_ups: AtomicU64::new(0),
             publish_log: LogLimiter::default(),
             read_log: LogLimiter::default(),
             redacted_url,
@@ -184,6 +204,17 @@ impl Bus for RedisBus {
         if up { BusHealth::Ok } else { BusHealth::Down }
     }
 
+    fn stats(&self) -> BusStats {
+        let s = &self.shared;
+        BusStats {
+            published: s.published.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            received: s.received.load(Ordering::Relaxed),
+            catch_ups: s.catch_ups.load(Ordering::Relaxed),
+        }
+    }
+
     async fn close(&self) {
         self.stop.cancel();
         let publisher = self.publisher.lock().ok().and_then(|mut p| p.take());
@@ -223,15 +254,19 @@ async fn publish_loop(
         }
         send(&mut conn, &shared, batch).await;
     }
-    // Shutting down: what is queued gets one bounded try.
+    // Shutting down: what is queued gets one try, and none after a failure
+    // (the store has it; the other nodes' readers catch up when they can).
     let rest: Vec<String> = inbox.try_iter().take(OUTBOX).collect();
     for chunk in rest.chunks(BATCH) {
-        send(&mut conn, &shared, chunk.to_vec()).await;
+        if !send(&mut conn, &shared, chunk.to_vec()).await {
+            break;
+        }
     }
 }
 
-/// One pipeline of `XADD`s, preceded by a catch-up marker when one is due.
-async fn send(conn: &mut ConnectionManager, shared: &Shared, mut batch: Vec<String>) {
+/// One pipeline of `XADD`s, preceded by a catch-up marker when one is due;
+/// `false` when it failed.
+async fn send(conn: &mut ConnectionManager, shared: &Shared, mut batch: Vec<String>) -> bool {
     let marker = shared.marker_due.swap(false, Ordering::AcqRel);
     if marker {
         match catch_up_entry(shared.node) {
@@ -242,7 +277,7 @@ async fn send(conn: &mut ConnectionManager, shared: &Shared, mut batch: Vec<Stri
         }
     }
     if batch.is_empty() {
-        return;
+        return true;
     }
     let mut pipe = redis::pipe();
     for json in &batch {
@@ -259,15 +294,22 @@ async fn send(conn: &mut ConnectionManager, shared: &Shared, mut batch: Vec<Stri
     let outcome = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(conn)).await;
     match outcome {
         Ok(Ok(())) => {
+            shared
+                .published
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             if !shared.publisher_up.swap(true, Ordering::AcqRel) {
                 tracing::info!(redis = %shared.redacted_url, "redis bus: publishing again");
             }
+            true
         }
         failed => {
             // The events are committed: the marker makes the other nodes
             // read them from the store once Redis takes entries again.
             shared.marker_due.store(true, Ordering::Release);
             shared.publisher_up.store(false, Ordering::Release);
+            shared
+                .failed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let error = match failed {
                 Ok(Err(e)) => e.to_string(),
                 _ => "timed out".to_owned(),
@@ -281,6 +323,7 @@ async fn send(conn: &mut ConnectionManager, shared: &Shared, mut batch: Vec<Stri
                     "redis bus: XADD failed; sends go on, other nodes will catch up from the store"
                 );
             });
+            false
         }
     }
 }
@@ -379,7 +422,7 @@ async fn read_session(
     *last = Some(position);
     // Whatever other nodes published while this reader was away (or before
     // it started) is only in the store now.
-    shared.registry.broadcast(Arc::new(Payload::CatchUp));
+    shared.catch_up();
     shared.reader_up.store(true, Ordering::Release);
     tracing::info!(redis = %shared.redacted_url, stream = %shared.stream, "redis bus: reading");
     loop {
@@ -413,18 +456,17 @@ async fn read_session(
         };
         let first = head.ids.first().and_then(|e| StreamPos::parse(&e.id));
         let mut next = position;
-        match first {
-            // Flushed, deleted, or a restarted Redis that lost it.
-            None if position != StreamPos::ZERO => {
-                shared.registry.broadcast(Arc::new(Payload::CatchUp));
+        match Position::check(position, first) {
+            Position::Valid => {}
+            Position::Vanished => {
+                tracing::info!(stream = %shared.stream, "redis bus: the stream vanished; catching up from the store");
+                shared.catch_up();
                 next = StreamPos::ZERO;
             }
-            // Trimmed past us: entries after our position may be gone.
-            Some(first) if position != StreamPos::ZERO && first > position => {
+            Position::Trimmed => {
                 tracing::info!(stream = %shared.stream, "redis bus: position trimmed away; catching up from the store");
-                shared.registry.broadcast(Arc::new(Payload::CatchUp));
+                shared.catch_up();
             }
-            _ => {}
         }
         for entry in read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             if let Some(id) = StreamPos::parse(&entry.id) {
@@ -447,17 +489,42 @@ fn hand_over(shared: &Shared, entry: &StreamId) {
             // Another version's entry, or garbage: skip it, but make sure
             // nothing durable is missed.
             tracing::warn!(error = %e, "redis bus: unreadable stream entry; catching up from the store");
-            shared.registry.broadcast(Arc::new(Payload::CatchUp));
+            shared.catch_up();
             return;
         }
     };
     if entry.node == shared.node {
         return;
     }
+    shared.received.fetch_add(1, Ordering::Relaxed);
     if matches!(entry.envelope.payload.as_ref(), Payload::CatchUp) {
-        shared.registry.broadcast(entry.envelope.payload);
+        shared.catch_up();
     } else {
         shared.registry.deliver(&entry.envelope);
+    }
+}
+
+/// Whether the reader's position is still in the stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Position {
+    /// Every entry after it is still there.
+    Valid,
+    /// Entries after it may have been trimmed (the stream starts past it).
+    Trimmed,
+    /// The stream is gone (flushed, deleted, or Redis restarted empty).
+    Vanished,
+}
+
+impl Position {
+    /// Judges `position` against the stream's first entry (`None`: no stream).
+    /// `0-0` is the position on a stream that was empty: nothing to miss yet.
+    fn check(position: StreamPos, first: Option<StreamPos>) -> Position {
+        match first {
+            _ if position == StreamPos::ZERO => Position::Valid,
+            None => Position::Vanished,
+            Some(first) if first > position => Position::Trimmed,
+            Some(_) => Position::Valid,
+        }
     }
 }
 
@@ -520,6 +587,23 @@ mod tests {
         assert!(a < b && b < c);
         assert_eq!(a.to_string(), "1700000000000-5");
         assert_eq!(StreamPos::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_position_is_lost_when_the_stream_starts_past_it_or_vanished() {
+        let at = StreamPos(100, 3);
+        assert_eq!(Position::check(at, Some(StreamPos(90, 0))), Position::Valid);
+        assert_eq!(Position::check(at, Some(at)), Position::Valid);
+        assert_eq!(
+            Position::check(at, Some(StreamPos(100, 4))),
+            Position::Trimmed
+        );
+        assert_eq!(Position::check(at, None), Position::Vanished);
+        assert_eq!(Position::check(StreamPos::ZERO, None), Position::Valid);
+        assert_eq!(
+            Position::check(StreamPos::ZERO, Some(StreamPos(5, 0))),
+            Position::Valid
+        );
     }
 
     #[test]

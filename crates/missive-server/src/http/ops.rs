@@ -42,7 +42,8 @@ async fn openapi() -> impl IntoResponse {
 
 /// GET /metrics: Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics.render(state.gateway.registry.connections());
+    let mut body = state.metrics.render(state.gateway.registry.connections());
+    body.push_str(&crate::bus::render_metrics(state.bus.as_ref()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

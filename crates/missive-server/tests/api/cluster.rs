@@ -283,6 +283,12 @@ async fn messages_receipts_and_typing_cross_nodes() {
         typing,
         json!({"type": "typing", "chatId": chat.id, "user": ALICE, "isTyping": true})
     );
+    let metrics = cluster.b.get("/metrics").await.body;
+    assert!(metrics.contains("missive_bus_up 1\n"), "{metrics}");
+    assert!(
+        !metrics.contains("missive_bus_entries_total{outcome=\"received\"} 0\n"),
+        "{metrics}"
+    );
     cluster.clean_up().await;
 }
 
