@@ -54,10 +54,12 @@ impl Application {
             )?),
             None => Arc::new(LocalBus::new(registry.clone())),
         };
-        let limits = Arc::new(RateLimits::new(
-            config.send_rate_limit,
-            config.auth_rate_limit,
-        ));
+        let mut limits = RateLimits::new(config.send_rate_limit, config.auth_rate_limit);
+        if let Some(url) = &config.redis_url {
+            // Counted across nodes too, so that N nodes do not multiply the budgets.
+            limits = limits.with_cluster(url, &config.redis_prefix)?;
+        }
+        let limits = Arc::new(limits);
         let codes: Arc<dyn CodeSender> = match &config.otp_webhook_url {
             Some(url) => Arc::new(WebhookCodeSender::new(url.clone())?),
             None => Arc::new(LogCodeSender),

@@ -139,6 +139,11 @@ struct Cluster {
 impl Cluster {
     /// Starts both nodes on `redis_url` and waits until both read the stream.
     async fn start(redis_url: &str) -> Cluster {
+        Cluster::start_with(redis_url, 0).await
+    }
+
+    /// Like [`Cluster::start`], with `SEND_RATE_LIMIT` (0: off).
+    async fn start_with(redis_url: &str, send_rate_limit: u32) -> Cluster {
         let db = tempfile::tempdir().expect("a temp dir");
         let database_url = format!("sqlite://{}", db.path().join("cluster.db").display());
         let prefix = format!("missive-test-{}", Uuid::now_v7());
@@ -148,6 +153,7 @@ impl Cluster {
                 config.database_url = database_url;
                 config.redis_url = Some(redis_url);
                 config.redis_prefix = prefix;
+                config.send_rate_limit = send_rate_limit;
             })
         };
         let a = node(database_url.clone()).await;
@@ -419,4 +425,51 @@ async fn killing_the_nodes_redis_connections_loses_nothing() {
     .await;
 
     collect_messages(&mut bob_socket, &sent).await;
+}
+
+#[tokio::test]
+async fn the_send_budget_holds_across_nodes() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    // 1/s with bursts of 10, per user, on each node and across both.
+    let cluster = Cluster::start_with(&url, 1).await;
+    let alice_a = cluster.a.user(ALICE).await;
+    cluster.a.register(BOB).await;
+    let alice_b = Cluster::on(&cluster.b, &alice_a);
+    for i in 0..10 {
+        alice_a.send_to(BOB, &format!("burst {i}")).await;
+    }
+
+    // Node B has its own full local budget; only the shared one refuses.
+    // The checks are asynchronous: a few requests may slip through.
+    let mut accepted = 0;
+    let refused = loop {
+        match alice_b
+            .client
+            .send_message(&missive_client::protocol::SendMessageRequest {
+                receiver: Some(BOB.to_owned()),
+                content: "via B".into(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(response) => {
+                assert_eq!(response.status, 201);
+                accepted += 1;
+                assert!(
+                    accepted <= 3,
+                    "node B accepted {accepted} sends over a spent budget"
+                );
+            }
+            Err(e) => break e,
+        }
+    };
+    match refused {
+        missive_client::ClientError::Api { status, body } => {
+            assert_eq!((status, body.code.as_str()), (429, "rate_limited"));
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    cluster.clean_up().await;
 }
