@@ -198,16 +198,18 @@ impl Cluster {
             client: node.client.with_token(&user.token),
         }
     }
+}
 
-    /// Deletes this test's keys (the shared Redis outlives the test).
-    async fn clean_up(self) {
+impl Drop for Cluster {
+    /// Deletes this test's stream, passed or failed (the shared Redis
+    /// outlives the test; rate-limit keys expire on their own).
+    fn drop(&mut self) {
         if let Ok(client) = redis::Client::open(self.redis_url.as_str())
-            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1))
         {
             let _ = redis::cmd("DEL")
                 .arg(format!("{}:events", self.prefix))
-                .query_async::<()>(&mut conn)
-                .await;
+                .query::<()>(&mut conn);
         }
     }
 }
@@ -295,7 +297,6 @@ async fn messages_receipts_and_typing_cross_nodes() {
         !metrics.contains("missive_bus_entries_total{outcome=\"received\"} 0\n"),
         "{metrics}"
     );
-    cluster.clean_up().await;
 }
 
 #[tokio::test]
@@ -328,7 +329,6 @@ async fn a_token_made_on_a_works_on_b_and_logout_on_a_closes_its_sockets_on_b() 
         assert!(Instant::now() < deadline, "B still accepts the token");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    cluster.clean_up().await;
 }
 
 /// Sends `count` messages from `alice` (HTTP, node A) into `chat`, each
@@ -471,5 +471,4 @@ async fn the_send_budget_holds_across_nodes() {
         }
         other => panic!("expected a 429, got {other:?}"),
     }
-    cluster.clean_up().await;
 }
