@@ -67,9 +67,14 @@ pub struct Config {
     /// Connections of the PostgreSQL pool (ignored for SQLite).
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
-    /// Redis for fan-out across nodes (unset: one node, in-process fan-out).
+    /// Redis for fan-out across nodes, e.g. `redis://:password@host:6379/0`
+    /// (unset: one node, in-process fan-out).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key of this deployment, so that several
+    /// deployments (or tests) can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "missive")]
+    pub redis_prefix: String,
     /// `open`, `loopback` or `required` (see API.md §1).
     #[arg(
         long,
@@ -111,6 +116,7 @@ impl Default for Config {
             database_startup_check: StartupCheck::Quick,
             database_pool_size: crate::store::DEFAULT_POOL_SIZE,
             redis_url: None,
+            redis_prefix: "missive".into(),
             auth_mode: AuthMode::Loopback,
             otp_webhook_url: None,
             send_rate_limit: 50,
@@ -149,6 +155,7 @@ mod tests {
         let default = Config::default();
         assert_eq!(parsed.max_connections, default.max_connections);
         assert_eq!(parsed.database_pool_size, default.database_pool_size);
+        assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
     }

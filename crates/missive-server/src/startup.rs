@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::bus::{DynBus, LocalBus, Registry};
+use crate::bus::{DynBus, LocalBus, RedisBus, Registry};
 use crate::config::{AuthMode, Config};
 use crate::gateway::Gateway;
 use crate::http;
@@ -44,13 +44,6 @@ impl Application {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        if config.redis_url.is_some() {
-            // Scale-out (PostgreSQL + Redis) is not built yet: refuse rather than run
-            // as a lone node that an operator believes is part of a cluster.
-            anyhow::bail!(
-                "REDIS_URL is set, but this build supports one node only (in-process fan-out); unset it"
-            );
-        }
         let options = store::OpenOptions {
             startup_check: config.database_startup_check,
             pool_size: config.database_pool_size,
@@ -58,11 +51,20 @@ impl Application {
         let store = store::open(&config.database_url, options).await?;
         let local_addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
-        let bus: DynBus = Arc::new(LocalBus::new(registry.clone()));
-        let limits = Arc::new(RateLimits::new(
-            config.send_rate_limit,
-            config.auth_rate_limit,
-        ));
+        let bus: DynBus = match &config.redis_url {
+            Some(url) => Arc::new(RedisBus::start(
+                url,
+                &config.redis_prefix,
+                registry.clone(),
+            )?),
+            None => Arc::new(LocalBus::new(registry.clone())),
+        };
+        let mut limits = RateLimits::new(config.send_rate_limit, config.auth_rate_limit);
+        if let Some(url) = &config.redis_url {
+            // Counted across nodes too, so that N nodes do not multiply the budgets.
+            limits = limits.with_cluster(url, &config.redis_prefix)?;
+        }
+        let limits = Arc::new(limits);
         let codes: Arc<dyn CodeSender> = match &config.otp_webhook_url {
             Some(url) => Arc::new(WebhookCodeSender::new(url.clone())?),
             None => Arc::new(LogCodeSender),
@@ -70,7 +72,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let service = Service::new(service::Parts {
             store,
-            bus,
+            bus: bus.clone(),
             limits: limits.clone(),
             metrics: metrics.clone(),
             codes,
@@ -81,6 +83,7 @@ impl Application {
             config: Arc::new(config),
             service: Arc::new(service),
             metrics,
+            bus,
             gateway: Arc::new(Gateway::new(registry)),
         };
         Ok(Application {
@@ -90,6 +93,7 @@ impl Application {
             limits,
         })
     }
+
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -115,6 +119,12 @@ impl Application {
             }
         }
         tracing::info!(address = %self.local_addr, database = %redact(&config.database_url), "missive listening");
+        match &config.redis_url {
+            Some(url) => {
+                tracing::info!(redis = %redact(url), prefix = %config.redis_prefix, "fan-out across nodes through Redis")
+            }
+            None => tracing::info!("REDIS_URL is unset: one node, in-process fan-out"),
+        }
         if config.otp_webhook_url.is_none() {
             tracing::warn!(
                 "OTP_WEBHOOK_URL is unset: login codes are written to this log (development only)"
@@ -122,6 +132,7 @@ impl Application {
         }
         let service = self.state.service.clone();
         let gateway = self.state.gateway.clone();
+        let bus = self.state.bus.clone();
         let limits = self.limits.clone();
         let housekeeping = tokio::spawn(async move {
             let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -151,6 +162,7 @@ impl Application {
         )
         .await;
         gateway.close(SHUTDOWN_GRACE).await;
+        bus.close().await;
         housekeeping.abort();
         tracing::info!("shutting down: closing the database");
         service.close().await;
@@ -187,8 +199,8 @@ fn connection_budget(max_connections: usize) -> usize {
     max_connections
 }
 
-/// The database URL without a password, for logs.
-fn redact(url: &str) -> String {
+/// A database or Redis URL without its password, for logs.
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])
@@ -235,6 +247,10 @@ mod tests {
         assert_eq!(
             redact("postgres://me:secret@db:5432/missive"),
             "postgres://***@db:5432/missive"
+        );
+        assert_eq!(
+            redact("redis://:hunter2@cache:6379/0"),
+            "redis://***@cache:6379/0"
         );
         assert_eq!(
             redact("sqlite://data/missive.db"),

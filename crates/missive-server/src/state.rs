@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::bus::DynBus;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
@@ -14,6 +15,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Every use case, shared by HTTP and WebSocket.
     pub service: Arc<Service>,
+    /// The fan-out bus (its health shows on `/readyz`).
+    pub bus: DynBus,
     /// Live WebSocket connections.
     pub gateway: Arc<Gateway>,
     /// Counters for `/metrics`.

@@ -91,6 +91,21 @@ impl Registry {
             .unwrap_or(0)
     }
 
+    /// Queues `payload` on every connection of this node; never blocks (a full
+    /// queue closes its connection, which then resumes from the store anyway).
+    pub fn broadcast(&self, payload: Arc<Payload>) {
+        let Ok(users) = self.users.lock() else { return };
+        for connection in users.values().flatten() {
+            let item = Outbound {
+                cursor: None,
+                payload: payload.clone(),
+            };
+            if let Err(flume::TrySendError::Full(_)) = connection.queue.try_send(item) {
+                connection.overflow.notify_one();
+            }
+        }
+    }
+
     /// Queues the envelope on every connection of each target; never blocks.
     pub fn deliver(&self, envelope: &Envelope) {
         let Ok(users) = self.users.lock() else { return };
@@ -142,6 +157,18 @@ mod tests {
         assert!(b.queue.try_recv().is_err());
         registry.unregister(alice, a1.id);
         assert_eq!(registry.connections(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_reaches_every_connection() {
+        let registry = Registry::default();
+        let a = registry.register(Uuid::now_v7());
+        let b = registry.register(Uuid::now_v7());
+        registry.broadcast(Arc::new(Payload::CatchUp));
+        for sub in [a, b] {
+            let item = sub.queue.recv_async().await.expect("an item");
+            assert_eq!(*item.payload, Payload::CatchUp);
+        }
     }
 
     #[tokio::test]

@@ -296,6 +296,9 @@ impl Writer {
             }
             return Ok(());
         }
+        if let Payload::CatchUp = item.payload.as_ref() {
+            return Box::pin(self.resync()).await;
+        }
         match item.cursor {
             None => self.feed(&frame_of(None, &item.payload)).await,
             Some(cursor) if cursor <= self.last => Ok(()),
@@ -314,6 +317,18 @@ impl Writer {
                 Ok(())
             }
         }
+    }
+
+    /// The bus may have lost events, revocations included: re-check the
+    /// token, then send what the store has after `last`.
+    async fn resync(&mut self) -> anyhow::Result<()> {
+        if let Some(hash) = &self.token_hash
+            && !self.service.token_is_live(hash).await?
+        {
+            self.close(POLICY_VIOLATION, "token revoked").await;
+            anyhow::bail!("the connection's token was revoked");
+        }
+        self.catch_up().await
     }
 
     /// Sends every event of the user's log after `last`, from the store.
@@ -398,7 +413,7 @@ fn frame_of(cursor: Option<i64>, payload: &Payload) -> ServerFrame {
             is_typing: *is_typing,
         },
         // Handled by `Writer::deliver` before any frame is built.
-        Payload::TokenRevoked { .. } => ServerFrame::Error {
+        Payload::TokenRevoked { .. } | Payload::CatchUp => ServerFrame::Error {
             reference: None,
             code: "unauthorized".into(),
             message: "the token was revoked".into(),

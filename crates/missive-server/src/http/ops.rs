@@ -42,7 +42,8 @@ async fn openapi() -> impl IntoResponse {
 
 /// GET /metrics: Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics.render(state.gateway.registry.connections());
+    let mut body = state.metrics.render(state.gateway.registry.connections());
+    body.push_str(&crate::bus::render_metrics(state.bus.as_ref()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
@@ -51,12 +52,18 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// GET /readyz: 200 when the database answers, else 503.
+/// GET /readyz: 200 when the database answers, else 503. The bus is only
+/// reported: while Redis is down the node still serves (same-node delivery,
+/// other nodes catch up from the store later).
 async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
     state
         .service
         .ping()
         .await
         .map_err(|e| ApiError::unavailable(format!("readiness: {e}")))?;
-    Ok((StatusCode::OK, Json(json!({"status": "ready"}))))
+    let bus = state.bus.health().as_str();
+    Ok((
+        StatusCode::OK,
+        Json(json!({"status": "ready", "store": "ok", "bus": bus})),
+    ))
 }

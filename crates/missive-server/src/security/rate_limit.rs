@@ -1,5 +1,10 @@
 //! Rate limits (governor's GCRA): sends per user (HTTP and WebSocket
 //! together) and register/login requests per client address.
+//!
+//! With Redis ([`RateLimits::with_cluster`]) the budgets are also counted
+//! cluster-wide (see [`cluster`]), so N nodes do not multiply them.
+
+mod cluster;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -14,6 +19,10 @@ pub struct RateLimits {
     send: Option<DefaultKeyedRateLimiter<Uuid>>,
     auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
+    /// The same budgets counted across nodes, when Redis is configured.
+    cluster: Option<cluster::ClusterLimits>,
+    send_per_second: u32,
+    auth_per_minute: u32,
 }
 
 impl RateLimits {
@@ -29,27 +38,63 @@ impl RateLimits {
             send,
             auth,
             clock: DefaultClock::default(),
+            cluster: None,
+            send_per_second,
+            auth_per_minute,
         }
+    }
+
+    /// Also counts every request in Redis at `url` (keys under `prefix`), so
+    /// that the budgets hold across nodes. Fails only on a malformed URL.
+    pub fn with_cluster(mut self, url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let send = NonZeroU32::new(self.send_per_second).map(|rate| cluster::Budget {
+            interval: Duration::from_secs(1) / rate.get(),
+            burst: rate.get().saturating_mul(10),
+        });
+        let auth = NonZeroU32::new(self.auth_per_minute).map(|rate| cluster::Budget {
+            interval: Duration::from_secs(60) / rate.get(),
+            burst: rate.get(),
+        });
+        if send.is_some() || auth.is_some() {
+            self.cluster = Some(cluster::ClusterLimits::start(url, prefix, send, auth)?);
+        }
+        Ok(self)
     }
 
     /// Counts a send of `user`; `Err(wait)` when over the limit.
     pub fn check_send(&self, user: Uuid) -> Result<(), Duration> {
-        match &self.send {
-            Some(limiter) => limiter
-                .check_key(&user)
-                .map_err(|n| n.wait_time_from(self.clock.now())),
-            None => Ok(()),
+        let Some(limiter) = &self.send else {
+            return Ok(());
+        };
+        let key = cluster::Key::Send(user);
+        if let Some(wait) = self.cluster.as_ref().and_then(|c| c.blocked(&key)) {
+            return Err(wait);
         }
+        limiter
+            .check_key(&user)
+            .map_err(|n| n.wait_time_from(self.clock.now()))?;
+        if let Some(cluster) = &self.cluster {
+            cluster.record(key);
+        }
+        Ok(())
     }
 
     /// Counts a register/login request from `address`; `Err(wait)` when over the limit.
     pub fn check_auth(&self, address: IpAddr) -> Result<(), Duration> {
-        match &self.auth {
-            Some(limiter) => limiter
-                .check_key(&address)
-                .map_err(|n| n.wait_time_from(self.clock.now())),
-            None => Ok(()),
+        let Some(limiter) = &self.auth else {
+            return Ok(());
+        };
+        let key = cluster::Key::Auth(address);
+        if let Some(wait) = self.cluster.as_ref().and_then(|c| c.blocked(&key)) {
+            return Err(wait);
         }
+        limiter
+            .check_key(&address)
+            .map_err(|n| n.wait_time_from(self.clock.now()))?;
+        if let Some(cluster) = &self.cluster {
+            cluster.record(key);
+        }
+        Ok(())
     }
 
     /// Drops the state of keys that are back to a full bucket (call periodically).
@@ -59,6 +104,9 @@ impl RateLimits {
         }
         if let Some(l) = &self.auth {
             l.retain_recent();
+        }
+        if let Some(c) = &self.cluster {
+            c.shrink();
         }
     }
 }

@@ -159,6 +159,12 @@ impl Service {
             .ok_or_else(|| Error::unauthorized("a bearer token is required"))
     }
 
+    /// Whether the token with this hash still works (read from the store, not
+    /// the cache: a connection re-checks it after the bus may have lost a revocation).
+    pub async fn token_is_live(&self, token_hash: &str) -> Result<bool, Error> {
+        Ok(self.store.user_by_token(token_hash).await?.is_some())
+    }
+
     /// `rate_limited` when the caller's address is over the register/login limit.
     pub fn check_auth_rate(&self, caller: &Caller) -> Result<(), Error> {
         self.limits

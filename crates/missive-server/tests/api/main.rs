@@ -7,6 +7,7 @@ mod auth_helpers;
 mod auth_matrix;
 mod auth_modes;
 mod chats;
+mod cluster;
 mod connections;
 mod durability;
 mod errors;

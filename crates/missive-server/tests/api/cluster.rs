@@ -1,0 +1,474 @@
+//! Two nodes sharing one SQLite file and one Redis (the scale-out bus): live
+//! traffic crosses nodes, and a Redis restart or killed connections delay
+//! delivery without losing or duplicating anything.
+//!
+//! Each test uses its own key prefix on the shared Redis (127.0.0.1:6379, or
+//! `MISSIVE_TEST_REDIS_URL`), or a private `redis-server` it may kill. Without
+//! Redis the tests print `skipped: …` and pass, unless
+//! `MISSIVE_TEST_REQUIRE_SERVICES=1`.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use missive_client::protocol::{ClientFrame, Message, MessageStatus, ServerFrame};
+use missive_client::ws::WsError;
+use serde_json::json;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::helpers::{ALICE, BOB, TestApp, TestUser, spawn_app_with};
+use crate::ws_helpers::{Socket, open_as};
+
+/// How long cross-node delivery may take in these tests.
+const ACROSS: Duration = Duration::from_secs(5);
+
+/// The shared Redis of the tests.
+fn shared_redis_url() -> String {
+    std::env::var("MISSIVE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// True when Redis at `url` answers a PING within a second.
+async fn redis_answers(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), ping).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `Some(url)` of a reachable shared Redis; otherwise says so loudly and
+/// returns `None` (or fails under `MISSIVE_TEST_REQUIRE_SERVICES=1`).
+async fn shared_redis() -> Option<String> {
+    let url = shared_redis_url();
+    if redis_answers(&url).await {
+        return Some(url);
+    }
+    skip(&format!("no Redis at {url}"));
+    None
+}
+
+fn skip(why: &str) {
+    assert!(
+        std::env::var("MISSIVE_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "MISSIVE_TEST_REQUIRE_SERVICES=1 but {why}"
+    );
+    eprintln!("\n*** skipped: {why} ***\n");
+}
+
+/// A `redis-server` of this test alone, on a free port, without persistence.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one; `None` (after [`skip`]) when `redis-server` cannot run.
+    async fn start() -> Option<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        if let Err(e) = redis.spawn().await {
+            skip(&format!("no private redis-server ({e})"));
+            return None;
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !redis_answers(&self.url()).await {
+            if Instant::now() > deadline {
+                return Err("it does not answer".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients, nothing saved).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again, empty, on the same port.
+    async fn restart(&mut self) {
+        self.spawn().await.expect("redis-server restarts");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Two nodes on one SQLite file and one Redis prefix.
+struct Cluster {
+    a: TestApp,
+    b: TestApp,
+    redis_url: String,
+    prefix: String,
+    _db: TempDir,
+}
+
+impl Cluster {
+    /// Starts both nodes on `redis_url` and waits until both read the stream.
+    async fn start(redis_url: &str) -> Cluster {
+        Cluster::start_with(redis_url, 0).await
+    }
+
+    /// Like [`Cluster::start`], with `SEND_RATE_LIMIT` (0: off).
+    async fn start_with(redis_url: &str, send_rate_limit: u32) -> Cluster {
+        let db = tempfile::tempdir().expect("a temp dir");
+        let database_url = format!("sqlite://{}", db.path().join("cluster.db").display());
+        let prefix = format!("missive-test-{}", Uuid::now_v7());
+        let node = |database_url: String| {
+            let (redis_url, prefix) = (redis_url.to_owned(), prefix.clone());
+            spawn_app_with(move |config| {
+                config.database_url = database_url;
+                config.redis_url = Some(redis_url);
+                config.redis_prefix = prefix;
+                config.send_rate_limit = send_rate_limit;
+            })
+        };
+        let a = node(database_url.clone()).await;
+        let b = node(database_url).await;
+        let cluster = Cluster {
+            a,
+            b,
+            redis_url: redis_url.to_owned(),
+            prefix,
+            _db: db,
+        };
+        cluster.wait_bus(&cluster.a, "ok").await;
+        cluster.wait_bus(&cluster.b, "ok").await;
+        cluster
+    }
+
+    /// Waits (bounded) until `/readyz` of `node` reports the bus as `state`.
+    async fn wait_bus(&self, node: &TestApp, state: &str) {
+        let deadline = Instant::now() + ACROSS;
+        loop {
+            let ready = node.get("/readyz").await;
+            assert_eq!(ready.status, 200, "{}", ready.body);
+            let body: serde_json::Value = serde_json::from_str(&ready.body).expect("JSON");
+            if body["bus"] == state {
+                assert_eq!(body["status"], "ready");
+                assert_eq!(body["store"], "ok");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bus never became {state:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `user` (registered on either node) as a client of `node`.
+    fn on(node: &TestApp, user: &TestUser) -> TestUser {
+        TestUser {
+            user: user.user.clone(),
+            token: user.token.clone(),
+            client: node.client.with_token(&user.token),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    /// Deletes this test's stream, passed or failed (the shared Redis
+    /// outlives the test; rate-limit keys expire on their own).
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str())
+            && let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1))
+        {
+            let _ = redis::cmd("DEL")
+                .arg(format!("{}:events", self.prefix))
+                .query::<()>(&mut conn);
+        }
+    }
+}
+
+/// Reads message frames until `expected` messages came, skipping nothing
+/// else but receipts and typing; panics on a duplicate or a missing one.
+async fn collect_messages(socket: &mut Socket, expected: &[Message]) {
+    let wanted: Vec<Uuid> = expected.iter().map(|m| m.id).collect();
+    let mut got: Vec<Uuid> = Vec::new();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got.len() < wanted.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = socket
+            .conn
+            .next_frame(left)
+            .await
+            .unwrap_or_else(|e| panic!("after {} of {}: {e}", got.len(), wanted.len()));
+        if let ServerFrame::Message { message, .. } = frame {
+            assert!(seen.insert(message.id), "message {} came twice", message.id);
+            got.push(message.id);
+        }
+    }
+    assert_eq!(got, wanted, "every message, once, in order");
+    socket.assert_silent().await;
+}
+
+#[tokio::test]
+async fn messages_receipts_and_typing_cross_nodes() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let cluster = Cluster::start(&url).await;
+    let alice = cluster.a.user(ALICE).await;
+    let bob = Cluster::on(&cluster.b, &cluster.a.user(BOB).await);
+    let chat = alice.create_chat(&[ALICE, BOB]).await;
+    let mut alice_socket = open_as(&alice).await;
+    let mut bob_socket = open_as(&bob).await;
+
+    // A message sent on A reaches Bob's socket on B.
+    let sent = alice.send_in(chat.id, "across").await;
+    let (message, _) = bob_socket.next_message().await;
+    assert_eq!(message.id, sent.id);
+    let (own, _) = alice_socket.next_message().await;
+    assert_eq!(own.id, sent.id, "the sender's node delivers at once");
+
+    // A receipt made on B reaches Alice's socket on A.
+    bob_socket
+        .send(&ClientFrame::Receipt {
+            chat_id: chat.id,
+            message_id: sent.id,
+            status: MessageStatus::Read,
+        })
+        .await;
+    let (receipt, _) = alice_socket
+        .until(|frame| match frame {
+            ServerFrame::Receipt {
+                message_id, status, ..
+            } => Some((*message_id, *status)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(receipt, (sent.id, MessageStatus::Read));
+
+    // Typing on A reaches B (never stored, so only the stream carries it).
+    alice_socket
+        .send(&ClientFrame::Typing {
+            chat_id: chat.id,
+            is_typing: true,
+        })
+        .await;
+    let (typing, _) = bob_socket
+        .until(|frame| match frame {
+            ServerFrame::Typing { .. } => Some(serde_json::to_value(frame).expect("JSON")),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        typing,
+        json!({"type": "typing", "chatId": chat.id, "user": ALICE, "isTyping": true})
+    );
+    let metrics = cluster.b.get("/metrics").await.body;
+    assert!(metrics.contains("missive_bus_up 1\n"), "{metrics}");
+    assert!(
+        !metrics.contains("missive_bus_entries_total{outcome=\"received\"} 0\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_made_on_a_works_on_b_and_logout_on_a_closes_its_sockets_on_b() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let cluster = Cluster::start(&url).await;
+    let alice_a = cluster.a.user(ALICE).await;
+    let alice_b = Cluster::on(&cluster.b, &alice_a);
+    assert_eq!(alice_b.client.me().await.expect("valid on B").status, 200);
+    let mut socket_b = open_as(&alice_b).await;
+    socket_b.assert_usable().await;
+
+    let logged_out = Instant::now();
+    assert_eq!(alice_a.client.logout().await.expect("logout").status, 204);
+
+    match socket_b.conn.next_frame(Duration::from_secs(2)).await {
+        Err(WsError::Closed { code, .. }) => assert_eq!(code, 1008),
+        other => panic!("expected the socket on B to close with 1008, got {other:?}"),
+    }
+    assert!(
+        logged_out.elapsed() < Duration::from_millis(1200),
+        "closed after {:?}",
+        logged_out.elapsed()
+    );
+    // The token cache of B forgets it within its one-second TTL.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while alice_b.client.me().await.is_ok() {
+        assert!(Instant::now() < deadline, "B still accepts the token");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `count` messages from `alice` (HTTP, node A) into `chat`, each
+/// answered 201 at once; `during(i)` runs before the i-th send.
+async fn send_stream(
+    alice: &TestUser,
+    chat: Uuid,
+    count: usize,
+    mut during: impl AsyncFnMut(usize),
+) -> Vec<Message> {
+    let mut sent = Vec::with_capacity(count);
+    for i in 0..count {
+        during(i).await;
+        let started = Instant::now();
+        sent.push(alice.send_in(chat, &format!("m{i}")).await);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "send {i} took {:?}: a send must not wait for Redis",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sent
+}
+
+#[tokio::test]
+async fn a_redis_restart_during_a_stream_of_sends_loses_nothing() {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let cluster = Cluster::start(&redis.url()).await;
+    let alice = cluster.a.user(ALICE).await;
+    let bob = Cluster::on(&cluster.b, &cluster.a.user(BOB).await);
+    let chat = alice.create_chat(&[ALICE, BOB]).await;
+    let mut bob_socket = open_as(&bob).await;
+    let mut alice_socket = open_as(&alice).await;
+
+    let sent = send_stream(&alice, chat.id, 90, async |i| match i {
+        30 => redis.kill(),
+        45 => {
+            // Down: still ready, the bus reported, same-node delivery intact.
+            cluster.wait_bus(&cluster.a, "down").await;
+        }
+        60 => redis.restart().await,
+        // The last ones go out while Redis is down, and nothing follows
+        // them: only the catch-up after the restart can bring them to B.
+        80 => redis.kill(),
+        _ => {}
+    })
+    .await;
+    // Outlast the publish timeout (1 s), so that those sends cannot reach
+    // the stream late by a retry: they are in the store only.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart().await;
+
+    collect_messages(&mut alice_socket, &sent).await;
+    collect_messages(&mut bob_socket, &sent).await;
+    cluster.wait_bus(&cluster.a, "ok").await;
+    cluster.wait_bus(&cluster.b, "ok").await;
+    // Live again after the restart: a new message crosses at once.
+    let after = alice.send_in(chat.id, "after").await;
+    let (message, _) = bob_socket.next_message().await;
+    assert_eq!(message.id, after.id);
+}
+
+#[tokio::test]
+async fn killing_the_nodes_redis_connections_loses_nothing() {
+    let Some(redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let cluster = Cluster::start(&redis.url()).await;
+    let alice = cluster.a.user(ALICE).await;
+    let bob = Cluster::on(&cluster.b, &cluster.a.user(BOB).await);
+    let chat = alice.create_chat(&[ALICE, BOB]).await;
+    let mut bob_socket = open_as(&bob).await;
+    let admin = redis::Client::open(redis.url()).expect("a valid URL");
+    let mut admin = admin
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+
+    let sent = send_stream(&alice, chat.id, 61, async |i| {
+        // The last send follows a kill and nothing follows it.
+        if i % 20 == 10 || i == 60 {
+            // Every client but this one: both nodes' readers and publishers.
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+                .query_async(&mut admin)
+                .await
+                .expect("CLIENT KILL");
+            assert!(killed >= 2, "killed {killed} connections");
+        }
+    })
+    .await;
+
+    collect_messages(&mut bob_socket, &sent).await;
+}
+
+#[tokio::test]
+async fn the_send_budget_holds_across_nodes() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    // 1/s with bursts of 10, per user, on each node and across both.
+    let cluster = Cluster::start_with(&url, 1).await;
+    let alice_a = cluster.a.user(ALICE).await;
+    cluster.a.register(BOB).await;
+    let alice_b = Cluster::on(&cluster.b, &alice_a);
+    for i in 0..10 {
+        alice_a.send_to(BOB, &format!("burst {i}")).await;
+    }
+
+    // Node B has its own full local budget; only the shared one refuses.
+    // The checks are asynchronous: a few requests may slip through.
+    let mut accepted = 0;
+    let refused = loop {
+        match alice_b
+            .client
+            .send_message(&missive_client::protocol::SendMessageRequest {
+                receiver: Some(BOB.to_owned()),
+                content: "via B".into(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(response) => {
+                assert_eq!(response.status, 201);
+                accepted += 1;
+                assert!(
+                    accepted <= 3,
+                    "node B accepted {accepted} sends over a spent budget"
+                );
+            }
+            Err(e) => break e,
+        }
+    };
+    match refused {
+        missive_client::ClientError::Api { status, body } => {
+            assert_eq!((status, body.code.as_str()), (429, "rate_limited"));
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+}
