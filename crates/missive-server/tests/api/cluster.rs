@@ -1,6 +1,8 @@
-//! Two nodes sharing one SQLite file and one Redis (the scale-out bus): live
-//! traffic crosses nodes, and a Redis restart or killed connections delay
-//! delivery without losing or duplicating anything.
+//! Two nodes sharing one database (the suite's backend: a SQLite file, or a
+//! PostgreSQL database under `MISSIVE_TEST_STORE=postgres`) and one Redis (the
+//! scale-out bus): live traffic crosses nodes, and a Redis restart, killed
+//! connections or a SIGKILLed node delay delivery without losing or
+//! duplicating anything.
 //!
 //! Each test uses its own key prefix on the shared Redis (127.0.0.1:6379, or
 //! `MISSIVE_TEST_REDIS_URL`), or a private `redis-server` it may kill. Without
@@ -10,16 +12,18 @@
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use missive_client::protocol::{ClientFrame, Message, MessageStatus, ServerFrame};
 use missive_client::ws::WsError;
 use serde_json::json;
-use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::helpers::{ALICE, BOB, TestApp, TestUser, spawn_app_with};
-use crate::ws_helpers::{Socket, open_as};
+use crate::durability::Server;
+use crate::helpers::{ALICE, BOB, TestApp, TestAppBuilder, TestUser};
+use crate::test_db::TestDb;
+use crate::ws_helpers::{Socket, open_as, resume_as};
 
 /// How long cross-node delivery may take in these tests.
 const ACROSS: Duration = Duration::from_secs(5);
@@ -127,13 +131,13 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// Two nodes on one SQLite file and one Redis prefix.
+/// Two nodes on one database and one Redis prefix.
 struct Cluster {
     a: TestApp,
     b: TestApp,
     redis_url: String,
     prefix: String,
-    _db: TempDir,
+    db: Arc<TestDb>,
 }
 
 impl Cluster {
@@ -144,26 +148,27 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with `SEND_RATE_LIMIT` (0: off).
     async fn start_with(redis_url: &str, send_rate_limit: u32) -> Cluster {
-        let db = tempfile::tempdir().expect("a temp dir");
-        let database_url = format!("sqlite://{}", db.path().join("cluster.db").display());
+        let db = Arc::new(TestDb::for_suite().await);
         let prefix = format!("missive-test-{}", Uuid::now_v7());
-        let node = |database_url: String| {
+        let node = || {
             let (redis_url, prefix) = (redis_url.to_owned(), prefix.clone());
-            spawn_app_with(move |config| {
-                config.database_url = database_url;
-                config.redis_url = Some(redis_url);
-                config.redis_prefix = prefix;
-                config.send_rate_limit = send_rate_limit;
-            })
+            TestAppBuilder::new()
+                .database(db.clone())
+                .configure(move |config| {
+                    config.redis_url = Some(redis_url);
+                    config.redis_prefix = prefix;
+                    config.send_rate_limit = send_rate_limit;
+                })
+                .spawn()
         };
-        let a = node(database_url.clone()).await;
-        let b = node(database_url).await;
+        let a = node().await;
+        let b = node().await;
         let cluster = Cluster {
             a,
             b,
             redis_url: redis_url.to_owned(),
             prefix,
-            _db: db,
+            db,
         };
         cluster.wait_bus(&cluster.a, "ok").await;
         cluster.wait_bus(&cluster.b, "ok").await;
@@ -471,4 +476,93 @@ async fn the_send_budget_holds_across_nodes() {
         }
         other => panic!("expected a 429, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_client_of_a_sigkilled_node_resumes_on_the_other_and_gets_everything_once() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let cluster = Cluster::start(&url).await;
+    // Node C: the real binary on the same database and stream, to be SIGKILLed.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut node_c = Server::start_with(
+        cluster.db.url(),
+        dir.path(),
+        "node-c",
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("REDIS_PREFIX", cluster.prefix.as_str()),
+        ],
+    )
+    .await;
+    let alice = cluster.a.user(ALICE).await;
+    let bob_on_a = Cluster::on(&cluster.a, &cluster.a.user(BOB).await);
+    let bob_on_c = TestUser {
+        client: node_c.client().with_token(&bob_on_a.token),
+        ..bob_on_a.clone()
+    };
+    let chat = alice.create_chat(&[ALICE, BOB]).await;
+    let mut socket = open_as(&bob_on_c).await;
+    // C reads the stream from its tail: wait until a message crosses to it.
+    let mut processed: Vec<Uuid> = Vec::new();
+    let mut cursor;
+    let deadline = Instant::now() + ACROSS;
+    loop {
+        let probe = alice.send_in(chat.id, "probe").await;
+        let frame = socket.conn.next_frame(Duration::from_millis(300)).await;
+        if let Ok(ServerFrame::Message { message, cursor: c }) = frame {
+            assert_eq!(message.id, probe.id);
+            processed.push(message.id);
+            cursor = c;
+            break;
+        }
+        assert!(Instant::now() < deadline, "node C never received a message");
+    }
+
+    // A stream from A; Bob processes some of it on C, then C dies mid-stream.
+    let mut sent = Vec::new();
+    for i in 0..60 {
+        sent.push(alice.send_in(chat.id, &format!("m{i}")).await);
+        if i < 20
+            && let Ok(ServerFrame::Message { message, cursor: c }) =
+                socket.conn.next_frame(Duration::from_secs(2)).await
+        {
+            processed.push(message.id);
+            cursor = c;
+        }
+        if i == 30 {
+            node_c.kill();
+        }
+    }
+
+    assert!(
+        processed.len() > 10,
+        "only {} messages were processed on C before the kill",
+        processed.len()
+    );
+    // Bob resumes on A from the last cursor he processed on C.
+    let mut resumed = resume_as(&bob_on_a, &cursor).await;
+    let mut all: Vec<Uuid> = processed.clone();
+    let mut seen: HashSet<Uuid> = processed.iter().copied().collect();
+    let wanted = sent.len() + 1;
+    let deadline = Instant::now() + ACROSS;
+    while all.len() < wanted {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match resumed.conn.next_frame(left).await {
+            Ok(ServerFrame::Message { message, .. }) => {
+                assert!(seen.insert(message.id), "message {} came twice", message.id);
+                all.push(message.id);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("after {} of {wanted} messages: {e}", all.len()),
+        }
+    }
+    let mut expected: Vec<Uuid> = vec![all[0]];
+    expected.extend(sent.iter().map(|m| m.id));
+    assert_eq!(
+        all, expected,
+        "every message once, in order, across the kill"
+    );
+    resumed.assert_silent().await;
 }

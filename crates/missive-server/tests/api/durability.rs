@@ -21,7 +21,7 @@ const PER_SENDER: usize = 50;
 const KILL_AFTER: usize = 300;
 
 /// The `missive` binary running as a child process; killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
     client: Client,
     log: PathBuf,
@@ -30,6 +30,16 @@ struct Server {
 impl Server {
     /// Starts the binary on a free port with `database_url` and waits (bounded) for `/healthz`.
     async fn start(database_url: &str, dir: &Path, name: &str) -> Server {
+        Server::start_with(database_url, dir, name, &[]).await
+    }
+
+    /// Like [`Server::start`], with extra environment variables (e.g. `REDIS_URL`).
+    pub async fn start_with(
+        database_url: &str,
+        dir: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
@@ -48,6 +58,7 @@ impl Server {
             .env_remove("REDIS_URL")
             .env_remove("OTP_WEBHOOK_URL")
             .env_remove("LOG_FORMAT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -74,8 +85,13 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A client of this server, without a token.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// SIGKILL, and reap the process.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL is delivered");
         self.child.wait().expect("the child is reaped");
     }
