@@ -12,13 +12,17 @@
 //! - `idle`: resident memory per idle WebSocket connection;
 //! - `ws`: WebSocket send → recipient throughput and end-to-end latency,
 //!   full speed (pipelined) or paced (`--rate`);
-//! - `http`: `POST /messages` requests per second and latency.
+//! - `http`: `POST /messages` requests per second and latency;
+//! - `soak`: a long mixed run (idle sockets, active pairs, receipts, typing,
+//!   reconnects), optionally SIGKILLing the server on a schedule, checking
+//!   zero loss and zero duplicates and tracking RSS, descriptors and p99.
 
 mod http;
 mod idle;
 mod report;
 mod server;
 mod setup;
+mod soak;
 mod ws;
 
 use std::path::PathBuf;
@@ -56,6 +60,8 @@ enum Scenario {
     Ws(ws::WsArgs),
     /// HTTP `POST /messages`: requests per second and latency.
     Http(http::HttpArgs),
+    /// A long mixed run with optional SIGKILLs (its length is `--minutes`, not `--max-seconds`).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +93,10 @@ fn main() -> ExitCode {
 
 /// Starts the server, runs the scenario, stops the server.
 async fn run(cli: &Cli) -> anyhow::Result<bool> {
+    if let Scenario::Soak(args) = &cli.scenario {
+        // The soak manages its own server: it kills and restarts it.
+        return soak::run(&cli.server_bin, args).await;
+    }
     let server = server::Server::start(&cli.server_bin).await?;
     eprintln!("server pid {} at {}", server.pid(), server.base);
     let deadline = Instant::now() + Duration::from_secs_f64(cli.max_seconds.max(1.0));
@@ -94,6 +104,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         Scenario::Idle(args) => idle::run(&server, args, deadline).await,
         Scenario::Ws(args) => ws::run(&server, args, cli.threads, deadline).await,
         Scenario::Http(args) => http::run(&server, args, cli.threads, deadline).await,
+        Scenario::Soak(_) => unreachable!("handled above"),
     };
     let stopped = server.stop().await?;
     eprintln!(
