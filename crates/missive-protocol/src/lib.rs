@@ -353,26 +353,27 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Frames the server sends over `GET /ws`.
+/// Any frame the server sends over `GET /ws`, discriminated by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerFrame {
-    /// First frame: who the connection is and the current cursor.
+    /// Always the first frame: who the connection is and the current cursor.
     Ready {
         /// The connection's user.
         user: User,
-        /// Cursor of the newest durable event of the user.
+        /// Opaque cursor of the newest durable event of the user.
         cursor: String,
     },
-    /// A new message in one of the user's chats.
+    /// A new message in any chat of the user, the user's own included (on
+    /// every connection, the sending one too). Durable.
     Message {
         /// The message.
         message: Message,
-        /// Cursor of this event.
+        /// Opaque cursor of this event.
         cursor: String,
     },
-    /// A participant's delivered/read watermark moved.
+    /// A participant's delivered/read watermark moved. Durable.
     #[serde(rename_all = "camelCase")]
     Receipt {
         /// The chat.
@@ -388,10 +389,10 @@ pub enum ServerFrame {
         /// When: RFC 3339 UTC time with milliseconds.
         #[cfg_attr(feature = "openapi", schema(format = DateTime, examples("2026-01-01T12:00:00.123Z")))]
         at: String,
-        /// Cursor of this event.
+        /// Opaque cursor of this event.
         cursor: String,
     },
-    /// A participant started or stopped typing (ephemeral).
+    /// A participant started or stopped typing. Ephemeral, no cursor.
     #[serde(rename_all = "camelCase")]
     Typing {
         /// The chat.
@@ -402,7 +403,7 @@ pub enum ServerFrame {
         /// Whether they are typing.
         is_typing: bool,
     },
-    /// Answer to a `send`, after the commit.
+    /// Answer to a `send` frame, sent after the commit.
     Ack {
         /// The `ref` of the send, echoed (`null` when it had none).
         #[serde(rename = "ref")]
@@ -426,13 +427,15 @@ pub enum ServerFrame {
     Pong,
 }
 
-/// Typed frames a client sends over `GET /ws` (the sandbox frame
-/// `{"From","To","Content"}` is accepted too; the server parses it).
+/// Typed frames a client sends over `GET /ws`, discriminated by `type` (the
+/// sandbox frame `{"From","To","Content"}`, schema `LegacySendFrame`, is
+/// accepted too; the server parses it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ClientFrame {
     /// Send a message to a chat (`chatId`) or a phone number (`to`).
+    /// Answered by `ack` (or `error`) echoing `ref`.
     #[serde(rename_all = "camelCase")]
     Send {
         /// Echoed in the `ack`.
