@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci bench e2e clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci bench e2e openapi schemathesis clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,13 @@ bench: ## Load-test a release build: idle sockets, WebSocket (full speed, 1,000 
 e2e: ## Browser test of the web client: two people chat in headless Chromium (needs /usr/bin/chromium, Node.js 20, npm)
 	$(CARGO) build -p missive-server
 	cd web/e2e && npm ci && MISSIVE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/missive node chat.test.mjs
+
+openapi: ## Regenerate web/openapi.json from the code (a test fails while it is stale)
+	MISSIVE_UPDATE_OPENAPI=1 $(CARGO) test -p missive-server --test api openapi
+
+schemathesis: ## Fuzz a debug server against its own /openapi.json with schemathesis (installs it from PyPI if missing)
+	$(CARGO) build -p missive-server
+	scripts/schemathesis.sh $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/missive
 
 clean: ## Remove build output and the local database
 	$(CARGO) clean

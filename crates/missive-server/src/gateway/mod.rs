@@ -1,4 +1,4 @@
-//! The WebSocket gateway (`GET /ws`, API.md §5): the upgrade, one session per
+//! The WebSocket gateway (`GET /ws`): the upgrade, one session per
 //! connection (registered in the bus's connection registry).
 
 pub mod frames;
@@ -13,6 +13,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::response::Response;
 use axum::routing::get;
+use missive_protocol::ErrorBody;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -75,16 +76,70 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query of `GET /ws`.
-#[derive(Debug, Default, Deserialize)]
-struct Params {
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Params {
+    /// Bearer token (browsers cannot set headers on a WebSocket). An
+    /// `Authorization: Bearer` header works too; an invalid token is 401.
     token: Option<String>,
+    /// Claimed identity: a user id or a phone number (subject to
+    /// `AUTH_MODE`; `userId` is accepted too). Naming another user than the
+    /// token's is 403; an unknown user is 404 `user_not_found`.
     #[serde(rename = "userID", alias = "userId")]
+    #[param(example = "+1234567890")]
     user_id: Option<String>,
+    /// The last cursor processed (a non-negative integer taken from a
+    /// previous frame): missed durable events are replayed first. Anything
+    /// else is 400 `invalid_parameter`.
+    #[param(pattern = "^[0-9]+$", example = "42")]
     since: Option<String>,
 }
 
-/// GET /ws: authenticate, then upgrade to a WebSocket session.
-async fn upgrade(
+/// Real-time events (WebSocket)
+///
+/// Upgrades to a WebSocket. Text frames, one JSON object each (schemas
+/// `ServerFrame` and `ClientFrame`; the sandbox frame is `LegacySendFrame`).
+///
+/// **Server → client**: `ready` {user, cursor} first; `message` {message,
+/// cursor} for every new message in any of the user's chats (the user's own
+/// included, on every connection — the sending one too, so that its cursors
+/// stay contiguous; dedupe by message `id`); `receipt` {chatId, messageId,
+/// status, user, at, cursor}; `typing` {chatId, user, isTyping} (ephemeral,
+/// no cursor); `ack` {ref, message} answering a `send` after the commit;
+/// `error` {ref?, code, message} for a bad frame (the connection stays
+/// open); `pong` answering `ping`.
+///
+/// **Client → server**: `{"type":"send","ref"?,"chatId"|"to","content","clientMessageId"?}`;
+/// the sandbox frame `{"From","To","Content"}` (keys case-insensitive;
+/// `From` must be the connection's user); `{"type":"receipt","chatId","messageId","status"}`;
+/// `{"type":"typing","chatId","isTyping"}`; `{"type":"ping"}`. Frames over
+/// 64 KiB get an `error` frame (`frame_too_large`).
+///
+/// **Resume**: the cursor is opaque. Reconnecting with `since=` the last
+/// cursor processed replays, in order, every durable event (message,
+/// receipt) missed, then live events — across restarts and nodes. A
+/// duplicate is possible only around the resume point and carries the same
+/// message `id`: clients dedupe by id. Every open connection of a user
+/// receives the user's events. A client that does not read its socket is
+/// disconnected once its outbound queue (1,024 events) is full: with close
+/// code 1013, or, when its socket buffer is full too, by dropping the TCP
+/// connection; it then resumes. At shutdown the server closes with 1001.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    operation_id = "websocket",
+    tag = "websocket",
+    params(Params),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket session starts with a `ready` frame."),
+        (status = 400, description = "`invalid_request`: not a WebSocket upgrade request; `invalid_parameter`: a malformed `since`; `invalid_phone_number`: a malformed `userID`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no usable identity (no `token`/`userID`, an invalid or revoked token, or a claim `AUTH_MODE` does not believe).", body = ErrorBody),
+        (status = 403, description = "`forbidden`: `userID` names another user than the token's.", body = ErrorBody),
+        (status = 404, description = "`user_not_found`: the claimed `userID` is not registered.", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ())
+)]
+pub(crate) async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<Params>,

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use missive_protocol::openapi::PhoneNumber;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -38,12 +39,19 @@ fn bearer(value: &str) -> Option<&str> {
 }
 
 /// The claimed identity of a read: `phoneNumber=` (or `participant=`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityParams {
-    /// Claimed phone number.
+    /// Claimed identity, believed where `AUTH_MODE` allows claims. Ignored in
+    /// favour of the bearer token when both are present; a claim naming
+    /// another user than the token's gets 403. A malformed number is 400
+    /// `invalid_phone_number`.
+    #[param(value_type = Option<PhoneNumber>, example = "+1234567890")]
     pub phone_number: Option<String>,
-    /// Same as `phoneNumber`.
+    /// Claimed identity, the sandbox spelling of `phoneNumber` (which wins
+    /// when both are given).
+    #[param(value_type = Option<PhoneNumber>, example = "+1234567890")]
     pub participant: Option<String>,
 }
 

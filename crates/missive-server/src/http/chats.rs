@@ -4,12 +4,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use missive_protocol::{Chat, CreateChatRequest};
+use missive_protocol::{Chat, CreateChatRequest, ErrorBody};
 
 use super::auth::{Caller, IdentityParams};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_id};
-use super::pagination::{ListParams, link_headers, next_url};
+use super::pagination::{ListParams, PageParams, link_headers, next_url};
 use crate::state::AppState;
 use crate::store::ChatQuery;
 
@@ -20,8 +20,30 @@ pub fn router() -> Router<AppState> {
         .route("/chats/{chat_id}", get(get_chat))
 }
 
-/// POST /chats: 201 with a new chat, 200 with the existing 1:1 of that pair.
-async fn create_chat(
+/// Create (or find) a chat
+///
+/// Creates a chat between the participants, the caller among them (the
+/// bearer token's user; an anonymous sandbox caller where `AUTH_MODE`
+/// allows it). For two participants that already have a 1:1 chat, returns
+/// the existing chat with 200.
+#[utoipa::path(
+    post,
+    path = "/chats",
+    operation_id = "createChat",
+    tag = "chats",
+    request_body(content = CreateChatRequest, example = json!({"participants": ["+1234567890", "+0987654321"]})),
+    responses(
+        (status = 201, description = "The new chat.", body = Chat),
+        (status = 200, description = "The existing 1:1 chat of that pair.", body = Chat),
+        (status = 400, description = "`invalid_participants` (fewer than 2 or more than 32, duplicates), `invalid_phone_number`, `invalid_request`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an invalid or revoked token, or no token where `AUTH_MODE` requires one.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller is not among the participants.", body = ErrorBody),
+        (status = 404, description = "`user_not_found`: a participant is not registered.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ())
+)]
+pub(crate) async fn create_chat(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateChatRequest>,
@@ -38,8 +60,35 @@ async fn create_chat(
     Ok((status, Json(chat)))
 }
 
-/// GET /chats: the caller's chats, most recent activity first; `[]` without an identity.
-async fn list_chats(
+/// List the caller's chats
+///
+/// The caller's chats, most recent activity first. Identity: the bearer
+/// token, or a claimed `phoneNumber`/`participant`. With no identity at all
+/// the answer is `200 []` (under `AUTH_MODE=required`: 401). A well-formed
+/// claimed phone number that is not registered gets 404 `user_not_found`.
+/// Paginate with `offset` or the `before` cursor; the `Link` header carries
+/// the next page.
+#[utoipa::path(
+    get,
+    path = "/chats",
+    operation_id = "listChats",
+    tag = "chats",
+    params(
+        IdentityParams,
+        PageParams,
+        ("before" = Option<uuid::Uuid>, Query, description = "Chat id cursor: list the chats that come after this one in the most-recent-activity order (i.e. less recent). Use instead of `offset`. A malformed id, or a chat that is not among the caller's, is 400 `invalid_parameter`."),
+    ),
+    responses(
+        (status = 200, description = "A page of chats (a bare array).", body = Vec<Chat>,
+            headers(("Link" = String, description = "Present only when more items exist: `<URL>; rel=\"next\"` (RFC 8288). The URL is relative to the server (path and query, e.g. `/chats?limit=50&before=…`); resolve it against the request URL. Absent on the last page."))),
+        (status = 400, description = "`invalid_parameter` (bad `limit` or `offset`, a malformed `before`, or a `before` chat that is not among the caller's) or `invalid_phone_number` (malformed claim).", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an invalid or revoked token, a claim the current `AUTH_MODE` does not believe, or no identity under `AUTH_MODE=required`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the claim names another user than the bearer token's.", body = ErrorBody),
+        (status = 404, description = "`user_not_found`: the claimed phone number is not registered.", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ())
+)]
+pub(crate) async fn list_chats(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -77,8 +126,30 @@ async fn list_chats(
     Ok((link_headers(next), Json(page.items)))
 }
 
-/// GET /chats/{chatId}: one chat; 404 when unknown or the caller is not in it.
-async fn get_chat(
+/// Get a chat
+///
+/// Identity: the bearer token, or (where `AUTH_MODE` allows claims) a
+/// `phoneNumber` (or `participant`) claim in the query. A non-member (known
+/// identity) gets 404.
+#[utoipa::path(
+    get,
+    path = "/chats/{chatId}",
+    operation_id = "getChat",
+    tag = "chats",
+    params(
+        ("chatId" = uuid::Uuid, Path, description = "Chat id. A malformed id is a 400 (`invalid_parameter`)."),
+        IdentityParams,
+    ),
+    responses(
+        (status = 200, description = "The chat.", body = Chat),
+        (status = 400, description = "`invalid_parameter`: malformed chat id; `invalid_phone_number`: malformed claim.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an invalid or revoked token, a claim the current `AUTH_MODE` does not believe, or no identity under `AUTH_MODE=required`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the claim names another user than the bearer token's.", body = ErrorBody),
+        (status = 404, description = "`chat_not_found`: unknown chat, or the caller is not a member; `user_not_found`: the claimed phone number is not registered.", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ())
+)]
+pub(crate) async fn get_chat(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(chat_id): ApiPath<String>,

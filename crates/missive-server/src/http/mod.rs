@@ -7,6 +7,7 @@ pub mod chats;
 pub mod error;
 pub mod extract;
 pub mod messages;
+pub mod openapi;
 pub mod ops;
 pub mod pagination;
 pub mod sessions;

@@ -8,7 +8,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use missive_protocol::ErrorBody;
+
 use super::error::ApiError;
+use super::openapi::Health;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -22,40 +25,108 @@ pub fn router() -> Router<AppState> {
         .route("/", get(index))
 }
 
-/// GET /: the web client.
-async fn index() -> Html<&'static str> {
+/// The web client
+///
+/// A self-contained browser chat client.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "webClient",
+    tag = "web",
+    responses((status = 200, description = "HTML page.", body = String, content_type = "text/html")),
+    security(())
+)]
+pub(crate) async fn index() -> Html<&'static str> {
     Html(include_str!("../../../../web/index.html"))
 }
 
-/// GET /docs: the API docs page (renders /openapi.json; no external assets).
-async fn docs() -> Html<&'static str> {
+/// API documentation page
+///
+/// A self-contained page rendering this document; it loads nothing from the
+/// internet.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    operation_id = "docs",
+    tag = "web",
+    responses((status = 200, description = "HTML page.", body = String, content_type = "text/html")),
+    security(())
+)]
+pub(crate) async fn docs() -> Html<&'static str> {
     Html(include_str!("../../../../web/docs.html"))
 }
 
-/// GET /openapi.json: the OpenAPI 3.1 document.
-async fn openapi() -> impl IntoResponse {
+/// This OpenAPI document
+///
+/// The OpenAPI 3.1 document, generated from the code when the server starts
+/// (a copy is checked in as `web/openapi.json`).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "web",
+    responses((status = 200, description = "The document.", body = Object, content_type = "application/json")),
+    security(())
+)]
+pub(crate) async fn openapi() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../../../../web/openapi.json"),
+        super::openapi::json(),
     )
 }
 
-/// GET /metrics: Prometheus text format.
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics
+///
+/// Prometheus text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "ops",
+    responses((status = 200, description = "Metrics.", body = String, content_type = "text/plain")),
+    security(())
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = state.metrics.render(state.gateway.registry.connections());
     body.push_str(&crate::bus::render_metrics(state.bus.as_ref()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-/// GET /healthz: 200 while the process runs.
-async fn healthz() -> Json<Value> {
+/// Liveness
+///
+/// 200 whenever the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "ops",
+    responses((status = 200, description = "The process runs.", body = Health, example = json!({"status": "ok"}))),
+    security(())
+)]
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// GET /readyz: 200 when the database answers, else 503. The bus is only
-/// reported: while Redis is down the node still serves (same-node delivery,
-/// other nodes catch up from the store later).
-async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// Readiness
+///
+/// 200 when the database answers (a real write is probed), else 503. `bus`
+/// reports the fan-out: `local` (one node), `ok` (Redis connected) or `down`
+/// (Redis unreachable: the node still serves; other nodes catch up from the
+/// database once it is back).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready.", body = Health, example = json!({"status": "ready", "store": "ok", "bus": "local"})),
+        (status = 503, description = "`unavailable`: the database does not answer (or is corrupt).", body = ErrorBody),
+    ),
+    security(())
+)]
+pub(crate) async fn readyz(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     state
         .service
         .ping()

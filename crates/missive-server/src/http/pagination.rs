@@ -15,6 +15,23 @@ pub const MAX_LIMIT: u32 = 200;
 /// Largest `offset` accepted (deeper pages should use cursors).
 pub const MAX_OFFSET: u32 = 1_000_000;
 
+/// The page-size parameters of the list endpoints as the OpenAPI document
+/// shows them (the handlers read them as text through [`ListParams`], so
+/// that a bad value is the API's own 400).
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 200 (default 50). Out of range or not a number: 400
+    /// `invalid_parameter`.
+    #[param(minimum = 1, maximum = 200, default = 50)]
+    pub limit: Option<u32>,
+    /// Number of items to skip from the start of the list (the most recent),
+    /// 0 to 1,000,000 (default 0; deeper pages should use a cursor). Out of
+    /// range or not a number: 400 `invalid_parameter`.
+    #[param(minimum = 0, maximum = 1_000_000, default = 0)]
+    pub offset: Option<u32>,
+}
+
 /// Query of the list endpoints: the claimed identity and the page wanted.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {

@@ -4,12 +4,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use missive_protocol::{LoginRequest, Session, VerifyRequest};
+use missive_protocol::{ErrorBody, LoginRequest, Session, VerifyRequest};
 use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::openapi::CodeSent;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -20,8 +21,31 @@ pub fn router() -> Router<AppState> {
         .route("/sessions/current", delete(logout))
 }
 
-/// POST /sessions: send a fresh 6-digit code to a registered number; 202.
-async fn request_code(
+/// Request a login code
+///
+/// Sends a 6-digit one-time code (valid 5 minutes, 5 attempts) for a
+/// registered number to the configured code sender: the server log by
+/// default (development), or a POST of `{"phoneNumber","code"}` to
+/// `OTP_WEBHOOK_URL`. A new request issues a fresh code. Rate limited per
+/// client address by `AUTH_RATE_LIMIT`.
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    operation_id = "startLogin",
+    tag = "sessions",
+    request_body(content = LoginRequest, example = json!({"phoneNumber": "+1234567890"})),
+    responses(
+        (status = 202, description = "A code was issued.", body = CodeSent),
+        (status = 400, description = "`invalid_request` or `invalid_phone_number`.", body = ErrorBody),
+        (status = 404, description = "`user_not_found`: no user has this phone number.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over `AUTH_RATE_LIMIT` requests per minute from this address.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        (status = 502, description = "`code_delivery_failed`: the code sender (`OTP_WEBHOOK_URL`) did not take the code.", body = ErrorBody),
+    ),
+    security(())
+)]
+pub(crate) async fn request_code(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<LoginRequest>,
@@ -33,8 +57,28 @@ async fn request_code(
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "code_sent"}))))
 }
 
-/// POST /sessions/verify: trade a valid code for a token; 201 `{token, user}`.
-async fn verify_code(
+/// Exchange a login code for a token
+///
+/// Verifies the code and returns a new bearer token. After the fifth wrong
+/// try the code is burned: every further try, even with the right code, gets
+/// 429 until a new `POST /sessions`.
+#[utoipa::path(
+    post,
+    path = "/sessions/verify",
+    operation_id = "verifyLogin",
+    tag = "sessions",
+    request_body(content = VerifyRequest, example = json!({"phoneNumber": "+1234567890", "code": "123456"})),
+    responses(
+        (status = 201, description = "A new session.", body = Session),
+        (status = 400, description = "`invalid_request` or `invalid_phone_number`.", body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong or expired code (or none was issued).", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong tries (code burned) or over `AUTH_RATE_LIMIT`.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    ),
+    security(())
+)]
+pub(crate) async fn verify_code(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<VerifyRequest>,
@@ -46,8 +90,25 @@ async fn verify_code(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-/// DELETE /sessions/current: revoke the token of this request; 204.
-async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+/// Log out (revoke the current token)
+///
+/// Revokes the bearer token used for this request; it stops working on
+/// every node.
+#[utoipa::path(
+    delete,
+    path = "/sessions/current",
+    operation_id = "logout",
+    tag = "sessions",
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, description = "`unauthorized`: no valid bearer token.", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
     state.service.logout(&caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,4 @@
-//! Integration tests of the REST API (API.md §4), each against its own server
+//! Integration tests of the REST API, each against its own server
 //! on port 0 with its own database, driven through `missive-client`; the
 //! store is SQLite or PostgreSQL (`MISSIVE_TEST_STORE`, see `test_db`).
 //! `store_contract` checks the `Store` trait directly on both.
@@ -15,6 +15,7 @@ mod health;
 mod helpers;
 mod login;
 mod messages;
+mod openapi;
 mod pagination;
 mod pg_outage;
 mod rate_limit_recovery;
