@@ -1,4 +1,4 @@
-//! `missive-bench`: the load generator of missive (DESIGN.md, "Performance").
+//! `missive-bench`: the load generator of missive (targets in `docs/benchmarks.md`).
 //!
 //! Each run starts the server binary on a free loopback port with a fresh
 //! SQLite file (`SEND_RATE_LIMIT=0`, `AUTH_RATE_LIMIT=0`, `AUTH_MODE=open`,

@@ -1,4 +1,4 @@
-//! Typed HTTP client of the missive API (`API.md` §4), shared by the
+//! Typed HTTP client of the missive API (the OpenAPI document), shared by the
 //! integration tests and the tools.
 //!
 //! Layout:

@@ -1,4 +1,4 @@
-//! The WebSocket side of the client (`GET /ws`, API.md §5): one
+//! The WebSocket side of the client (`GET /ws`, README, "WebSocket"): one
 //! [`Connection`] per socket, sending [`ClientFrame`]s (or raw text, for
 //! malformed-input tests) and reading [`ServerFrame`]s with a timeout.
 //!

@@ -1,5 +1,5 @@
 //! Runtime configuration: one typed struct, read from the environment and the
-//! command line (each variable of API.md §6 is also a flag; `--help` lists them).
+//! command line (each configuration variable is also a flag; `--help` lists them).
 //! Loading it has no side effects.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 
 pub use crate::store::sqlite::StartupCheck;
 
-/// Who may claim an identity without a token (API.md §1).
+/// Who may claim an identity without a token (README, "Authentication").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
     /// Claims are believed from anyone (sandbox only).
@@ -75,7 +75,7 @@ pub struct Config {
     /// deployments (or tests) can share one Redis.
     #[arg(long, env = "REDIS_PREFIX", default_value = "missive")]
     pub redis_prefix: String,
-    /// `open`, `loopback` or `required` (see API.md §1).
+    /// `open`, `loopback` or `required` (see README, "Authentication").
     #[arg(
         long,
         env = "AUTH_MODE",

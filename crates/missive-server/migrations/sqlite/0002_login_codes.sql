@@ -1,4 +1,4 @@
--- One-time login codes (API.md §1): one live code per phone number, stored
+-- One-time login codes (README, "Authentication"): one live code per phone number, stored
 -- only as a hash; a new request replaces the old code.
 CREATE TABLE login_codes (
     phone_number  TEXT PRIMARY KEY,

@@ -1,4 +1,4 @@
-//! Parsing of client frames: the typed frames of API.md §5 and the original
+//! Parsing of client frames: the typed frames of README, "WebSocket" and the original
 //! sandbox frame `{"From","To","Content"}` (keys case-insensitive).
 
 use missive_protocol::{ClientFrame, MessageStatus};

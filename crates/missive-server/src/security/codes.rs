@@ -1,4 +1,4 @@
-//! One-time login codes (API.md §1): six digits from the OS CSPRNG, valid
+//! One-time login codes (README, "Authentication"): six digits from the OS CSPRNG, valid
 //! five minutes, five attempts, stored only as a hash, handed to a
 //! [`CodeSender`]: the server log (development) or an SMS gateway webhook.
 

@@ -1,4 +1,4 @@
-//! The authorization matrix (API.md §1, §4, §5): every endpoint against every
+//! The authorization matrix (the README and the OpenAPI document): every endpoint against every
 //! kind of caller, under `AUTH_MODE=required` and `loopback`, asserting the
 //! exact status and error code. Each test prints the table it verified (run
 //! with `--nocapture`); under `required` it is:
@@ -131,7 +131,7 @@ fn seen(raw: &RawResponse) -> Seen {
 }
 
 /// A table being verified: rows of observed cells, and the cells that differ
-/// from what API.md says.
+/// from what the contract says.
 struct Table {
     title: String,
     columns: Vec<String>,
@@ -157,7 +157,7 @@ impl Table {
                 shown.push(got.to_string());
             } else {
                 self.mismatches.push(format!(
-                    "{label} as {column}: got {got}, API.md says {want}"
+                    "{label} as {column}: got {got}, the contract says {want}"
                 ));
                 shown.push(format!("**{got}** (want {want})"));
             }
@@ -179,7 +179,7 @@ impl Table {
         println!("{text}\n");
         assert!(
             self.mismatches.is_empty(),
-            "deviations from API.md:\n{}\n{text}",
+            "deviations from the contract:\n{}\n{text}",
             self.mismatches.join("\n")
         );
     }
@@ -575,7 +575,7 @@ async fn malformed_authorization_headers_get_401_even_where_no_identity_is_fine(
 }
 
 /// Requests with Alice's token plus a claim: each label, what it got, and
-/// what API.md says (403 when the claim names someone else).
+/// what the contract says (403 when the claim names someone else).
 async fn claim_rows(world: &World) -> Vec<(&'static str, Seen, Seen)> {
     let forbidden = || err(403, "forbidden");
     let chat = world.chat.id;

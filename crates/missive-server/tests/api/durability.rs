@@ -1,6 +1,6 @@
 //! A 201 is sent only after the commit: SIGKILL the real binary while sends
 //! are in flight, restart it on the same database file, and find every
-//! acknowledged message (API.md §4, Durability).
+//! acknowledged message (README, "Test it": durability).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

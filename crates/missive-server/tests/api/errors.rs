@@ -1,4 +1,4 @@
-//! The error contract (API.md §2): malformed input is a 400 with the app's own
+//! The error contract (README, errors): malformed input is a 400 with the app's own
 //! `{"code","message"}` body (never 415/422), oversized bodies 413, unknown
 //! routes a JSON 404.
 

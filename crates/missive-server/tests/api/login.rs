@@ -1,4 +1,4 @@
-//! Login on a new device by one-time code (API.md §1): `POST /sessions`
+//! Login on a new device by one-time code (README, "Authentication"): `POST /sessions`
 //! hands a 6-digit code to the SMS gateway (`OTP_WEBHOOK_URL`, here a
 //! stand-in on 127.0.0.1), `POST /sessions/verify` trades it for a token.
 

@@ -1,4 +1,4 @@
-//! Rate limits trip exactly where API.md §6 says and recover after
+//! Rate limits trip exactly where the README's configuration table says and recover after
 //! `Retry-After` (rate_limits.rs checks the 429 shape): `AUTH_RATE_LIMIT`
 //! per client address shared by register and login, `SEND_RATE_LIMIT` per
 //! user shared by HTTP and WebSocket.

@@ -1,4 +1,4 @@
-//! Rate limits (API.md §2, §6): 429 with `Retry-After` and the error body.
+//! Rate limits (the README and the OpenAPI document): 429 with `Retry-After` and the error body.
 //! The rest of the suite runs with both limits at 0 (disabled).
 
 use missive_client::RawResponse;

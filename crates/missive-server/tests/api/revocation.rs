@@ -1,4 +1,4 @@
-//! Logout (`DELETE /sessions/current`, API.md §1): the token stops working on
+//! Logout (`DELETE /sessions/current`, README, "Authentication"): the token stops working on
 //! every node — at once on the node that revoked it, within the one-second
 //! token cache elsewhere — while the user's other tokens keep working.
 
@@ -203,7 +203,7 @@ async fn a_websocket_opened_with_a_token_is_closed_once_that_token_is_revoked() 
         })
         .await;
 
-    // The token "stops working on every node" (API.md §1): the socket it
+    // The token "stops working on every node" (README, "Authentication"): the socket it
     // opened neither receives the user's events nor sends as the user.
     if attempt.is_ok() {
         loop {

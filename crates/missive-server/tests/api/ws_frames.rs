@@ -1,4 +1,4 @@
-//! Client frames over `GET /ws` (API.md §5): `send` (by chat and by phone,
+//! Client frames over `GET /ws` (README, "WebSocket"): `send` (by chat and by phone,
 //! idempotent), the sandbox frame, `ping`; bad frames get an `error` frame
 //! and leave the connection usable; the upgrade's identity and `since` checks.
 

@@ -1,4 +1,4 @@
-//! Helpers of the WebSocket tests (API.md §5): opening a connection that has
+//! Helpers of the WebSocket tests (README, "WebSocket"): opening a connection that has
 //! read its `ready` frame, reading the frames a test expects, asserting
 //! silence, and a server on a database that outlives it (restarts).
 

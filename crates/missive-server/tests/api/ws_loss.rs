@@ -1,4 +1,4 @@
-//! No message is lost (API.md §5, Resume): senders send concurrently over
+//! No message is lost (README, "WebSocket", Resume): senders send concurrently over
 //! HTTP and WebSocket while recipients drop their sockets at random moments
 //! and resume with `since=` their last processed cursor. At the end every
 //! recipient has every message addressed to it exactly once after dedupe by

@@ -1,4 +1,4 @@
-//! `GET /ws` pushes (API.md §5): the `ready` frame first, then every
+//! `GET /ws` pushes (README, "WebSocket"): the `ready` frame first, then every
 //! committed message of the user's chats on every open connection.
 
 use missive_client::protocol::{MessageStatus, ServerFrame};

@@ -1,4 +1,4 @@
-//! Receipts over `GET /ws` (API.md §3, §5): a recipient's `delivered`/`read`
+//! Receipts over `GET /ws` (the README and the OpenAPI document): a recipient's `delivered`/`read`
 //! watermark, moved over the socket or over HTTP, reaches the sender's
 //! sockets as a `receipt` frame, is stored, and never goes backwards.
 

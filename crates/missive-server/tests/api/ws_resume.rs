@@ -1,4 +1,4 @@
-//! Resuming with `since=` (API.md §5): a reconnecting client gets every
+//! Resuming with `since=` (README, "WebSocket"): a reconnecting client gets every
 //! durable event it missed, in order, before live traffic — also across a
 //! server restart on the same database; shutdown closes sockets with 1001.
 

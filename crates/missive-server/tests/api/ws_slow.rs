@@ -1,5 +1,5 @@
 //! A client that does not read its socket is disconnected once its outbound
-//! queue is full, and then resumes (API.md §5); other users' connections keep
+//! queue is full, and then resumes (README, "WebSocket"); other users' connections keep
 //! receiving normally meanwhile.
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Typing indicators over `GET /ws` (API.md §5): ephemeral `typing` frames to
+//! Typing indicators over `GET /ws` (README, "WebSocket"): ephemeral `typing` frames to
 //! the other participants only, from `POST /chats/{id}/typing` or the socket.
 
 use missive_client::protocol::ClientFrame;
