@@ -18,7 +18,9 @@
 # DATABASE_POOL_SIZE… are passed to the nodes as they are.
 #
 # PostgreSQL and Redis are started when they do not answer on their local
-# ports, and stopped again by the same run. Nodes run with AUTH_MODE=required:
+# ports, and stopped again by the same run. Children run in their own
+# sessions (setsid), so a terminal's Ctrl-C reaches only this script, which
+# stops them in order (nginx first, then the nodes with SIGTERM). Nodes run with AUTH_MODE=required:
 # behind a proxy on the same host every peer is loopback (see README).
 set -euo pipefail
 
@@ -200,7 +202,7 @@ if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   [[ "$REDIS_HOST" == 127.0.0.1 || "$REDIS_HOST" == localhost ]] || die "Redis at $REDIS_HOST:$REDIS_PORT does not answer"
   command -v redis-server >/dev/null || die "Redis does not answer and redis-server is not installed"
   log "starting Redis on $REDIS_HOST:$REDIS_PORT (no persistence; stopped with the cluster)"
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+  setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
     --logfile "$STATE_DIR/redis.log" </dev/null &
   echo $! >"$STATE_DIR/redis.pid"
   deadline=$((SECONDS + READY_TIMEOUT))
@@ -234,7 +236,7 @@ for port in "${PORTS[@]}"; do
   log "starting node on 127.0.0.1:$port (log: $STATE_DIR/node-$port.log)"
   PORT="$port" BIND=127.0.0.1 AUTH_MODE=required \
     DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" REDIS_PREFIX="$REDIS_PREFIX" \
-    "$MISSIVE_BIN" </dev/null >"$STATE_DIR/node-$port.log" 2>&1 &
+    setsid "$MISSIVE_BIN" </dev/null >"$STATE_DIR/node-$port.log" 2>&1 &
   echo $! >"$STATE_DIR/node-$port.pid"
 done
 
@@ -270,7 +272,7 @@ awk -v state="$STATE_DIR" -v lb="$LB_PORT" -v ups="${upstreams%$'\n'}" '
   || die "nginx refused $conf"
 log "starting nginx on 127.0.0.1:$LB_PORT"
 # nginx writes its own pid file (the master's pid) to $STATE_DIR/nginx.pid.
-"$NGINX" -p "$STATE_DIR" -c "$conf" -e "$STATE_DIR/nginx-error.log" -g 'daemon off;' \
+setsid "$NGINX" -p "$STATE_DIR" -c "$conf" -e "$STATE_DIR/nginx-error.log" -g 'daemon off;' \
   </dev/null >"$STATE_DIR/nginx.log" 2>&1 &
 nginx_pid=$!
 deadline=$((SECONDS + READY_TIMEOUT))
