@@ -2,10 +2,10 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci bench e2e openapi schemathesis clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci bench bench-postgres bench-cluster e2e cluster cluster-test openapi schemathesis clean
 
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 run: ## Run the server on :8080 with data in data/missive.db (release build)
 	$(CARGO) run --release
@@ -39,6 +39,21 @@ bench: ## Load-test a release build: idle sockets, WebSocket (full speed, 1,000 
 	$(BENCH) ws --pairs 50 --messages-per-sender 1000 --window 8
 	$(BENCH) ws --pairs 50 --messages-per-sender 200 --rate 1000
 	$(BENCH) http --pairs 64 --requests 50000 --concurrency 64
+
+bench-postgres: ## The WebSocket scenario on one node on PostgreSQL (needs PostgreSQL on 127.0.0.1:5432)
+	$(CARGO) build --release -p missive-server -p missive-bench
+	$(BENCH) --store postgres ws --pairs 50 --messages-per-sender 1000 --window 8
+
+bench-cluster: ## Cross-node WebSocket: senders on node A, recipients on node B, PostgreSQL + Redis
+	$(CARGO) build --release -p missive-server -p missive-bench
+	$(BENCH) --cluster ws --pairs 50 --messages-per-sender 1000 --window 8
+	$(BENCH) --cluster ws --pairs 50 --messages-per-sender 200 --rate 1000
+
+cluster: ## Two nodes on PostgreSQL + Redis behind nginx on :8080 (Ctrl-C stops everything)
+	deploy/cluster.sh
+
+cluster-test: ## End-to-end check of a two-node cluster through nginx, killing a node (what CI runs)
+	deploy/cluster-test.sh
 
 e2e: ## Browser test of the web client: two people chat in headless Chromium (needs /usr/bin/chromium, Node.js 20, npm)
 	$(CARGO) build -p missive-server

@@ -90,7 +90,7 @@ pub async fn run(
         "sending {} requests, {concurrency} in flight",
         args.requests
     );
-    let cpu = CpuMeter::start(server)?;
+    let cpu = CpuMeter::start(std::slice::from_ref(server))?;
     let started = Instant::now();
     let workers = (0..concurrency).map(|_| {
         let (http, url, targets, counter) =
@@ -159,7 +159,7 @@ pub async fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu.read(server)?;
+    let cpu = cpu.read(std::slice::from_ref(server))?;
     let rss = server.rss_kib()?;
     let answered = created + other_status;
     let throughput = answered as f64 / seconds.max(1e-9);

@@ -2,7 +2,8 @@
 //!
 //! Each run starts the server binary on a free loopback port with a fresh
 //! SQLite file (`SEND_RATE_LIMIT=0`, `AUTH_RATE_LIMIT=0`, `AUTH_MODE=open`,
-//! `LOG_LEVEL=WARN`), drives one scenario with real users over real sockets,
+//! `LOG_LEVEL=WARN`) — or on a fresh PostgreSQL database (`--store postgres`),
+//! or two such nodes sharing it and Redis (`--cluster`) — drives one scenario with real users over real sockets,
 //! prints a short table and one JSON line with the numbers, and stops the
 //! server with SIGTERM. Every loop is bounded in count and in time
 //! (`--max-seconds`). The exit status is 1 when the run saw a failure
@@ -15,8 +16,12 @@
 //! - `http`: `POST /messages` requests per second and latency;
 //! - `soak`: a long mixed run (idle sockets, active pairs, receipts, typing,
 //!   reconnects), optionally SIGKILLing the server on a schedule, checking
-//!   zero loss and zero duplicates and tracking RSS, descriptors and p99.
+//!   zero loss and zero duplicates and tracking RSS, descriptors and p99;
+//! - `cluster-check`: not a benchmark: an end-to-end check of a running
+//!   cluster through its load balancer (`make cluster-test`), killing a node.
 
+mod cluster_check;
+mod deployment;
 mod http;
 mod idle;
 mod report;
@@ -47,6 +52,8 @@ struct Cli {
     /// Upper bound on one run, setup included, in seconds.
     #[arg(long, global = true, default_value_t = 60.0)]
     max_seconds: f64,
+    #[command(flatten)]
+    deployment: deployment::DeploymentArgs,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -62,6 +69,9 @@ enum Scenario {
     Http(http::HttpArgs),
     /// A long mixed run with optional SIGKILLs (its length is `--minutes`, not `--max-seconds`).
     Soak(soak::SoakArgs),
+    /// Check a running cluster (deploy/cluster.sh) through its load balancer,
+    /// killing the node that holds the recipient's socket. Starts no server.
+    ClusterCheck(cluster_check::ClusterCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,40 +101,80 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts the server, runs the scenario, stops the server.
+/// Starts the server(s), runs the scenario, stops the server(s).
 async fn run(cli: &Cli) -> anyhow::Result<bool> {
     if let Scenario::Soak(args) = &cli.scenario {
         // The soak manages its own server: it kills and restarts it.
         return soak::run(&cli.server_bin, args).await;
     }
-    let server = server::Server::start(&cli.server_bin).await?;
-    eprintln!("server pid {} at {}", server.pid(), server.base);
     let deadline = Instant::now() + Duration::from_secs_f64(cli.max_seconds.max(1.0));
-    let outcome = match &cli.scenario {
-        Scenario::Idle(args) => idle::run(&server, args, deadline).await,
-        Scenario::Ws(args) => ws::run(&server, args, cli.threads, deadline).await,
-        Scenario::Http(args) => http::run(&server, args, cli.threads, deadline).await,
-        Scenario::Soak(_) => unreachable!("handled above"),
+    let args = match &cli.scenario {
+        Scenario::ClusterCheck(args) => {
+            // Checks a cluster started by deploy/cluster.sh: nothing to start here.
+            return tokio::time::timeout_at(deadline.into(), cluster_check::run(args))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("the cluster check took longer than {}s", cli.max_seconds)
+                })?;
+        }
+        Scenario::Idle(_) | Scenario::Http(_) | Scenario::Soak(_) if cli.deployment.cluster => {
+            anyhow::bail!("--cluster applies to the ws scenario only");
+        }
+        other => other,
     };
-    let stopped = server.stop().await?;
-    eprintln!(
-        "server stopped by SIGTERM in {:.2} s, exit code {}",
-        stopped.seconds,
-        stopped
-            .exit_code
-            .map_or_else(|| "none (signal)".to_owned(), |code| code.to_string())
-    );
-    for line in stopped.log_warnings.iter().take(10) {
-        eprintln!("server log: {line}");
-    }
-    if stopped.log_warnings.len() > 10 {
+    let deployment = deployment::Deployment::start(&cli.server_bin, &cli.deployment).await?;
+    for (index, server) in deployment.servers.iter().enumerate() {
         eprintln!(
-            "server log: … {} more WARN/ERROR lines",
-            stopped.log_warnings.len() - 10
+            "server {} pid {} at {} ({})",
+            index,
+            server.pid(),
+            server.base,
+            cli.deployment.describe()
         );
     }
+    let servers = &deployment.servers;
+    let outcome = match (args, servers.first()) {
+        (_, None) => Err(anyhow::anyhow!("no server started")),
+        (Scenario::Idle(args), Some(server)) => idle::run(server, args, deadline).await,
+        (Scenario::Ws(args), Some(_)) => {
+            ws::run(
+                servers,
+                args,
+                cli.threads,
+                cli.deployment.describe(),
+                deadline,
+            )
+            .await
+        }
+        (Scenario::Http(args), Some(server)) => {
+            http::run(server, args, cli.threads, deadline).await
+        }
+        (Scenario::ClusterCheck(_) | Scenario::Soak(_), Some(_)) => {
+            Err(anyhow::anyhow!("handled above"))
+        }
+    };
+    let mut clean_exit = true;
+    for (index, stopped) in deployment.stop().await?.into_iter().enumerate() {
+        eprintln!(
+            "server {index} stopped by SIGTERM in {:.2} s, exit code {}",
+            stopped.seconds,
+            stopped
+                .exit_code
+                .map_or_else(|| "none (signal)".to_owned(), |code| code.to_string())
+        );
+        for line in stopped.log_warnings.iter().take(10) {
+            eprintln!("server {index} log: {line}");
+        }
+        if stopped.log_warnings.len() > 10 {
+            eprintln!(
+                "server {index} log: … {} more WARN/ERROR lines",
+                stopped.log_warnings.len() - 10
+            );
+        }
+        clean_exit &= stopped.exit_code == Some(0);
+    }
     let ok = outcome?;
-    Ok(ok && stopped.exit_code == Some(0))
+    Ok(ok && clean_exit)
 }
 
 /// Raises this process's soft open-file limit to its hard limit; the server,

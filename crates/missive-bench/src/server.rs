@@ -1,5 +1,6 @@
 //! The server under test: spawned from its binary on a free loopback port
-//! with a fresh SQLite file in a temporary directory, watched through
+//! with a fresh SQLite file in a temporary directory (or the PostgreSQL
+//! database and Redis it is given, see `deployment.rs`), watched through
 //! `/proc/<pid>` (resident memory, CPU time) and stopped with SIGTERM.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,15 @@ use anyhow::{Context, bail};
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the server gets to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a node keeps its data and how it reaches the other nodes.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// `postgres://…` of a database made for this run; `None`: a fresh SQLite file.
+    pub database_url: Option<String>,
+    /// `(REDIS_URL, REDIS_PREFIX)`; `None`: one node, in-process fan-out.
+    pub redis: Option<(String, String)>,
+}
 
 /// A running server process.
 pub struct Server {
@@ -41,7 +51,7 @@ pub struct Stopped {
 
 impl Server {
     /// Spawns `bin` on a free port of 127.0.0.1 and waits until `/healthz` answers 200.
-    pub async fn start(bin: &Path) -> anyhow::Result<Server> {
+    pub async fn start(bin: &Path, options: &NodeOptions) -> anyhow::Result<Server> {
         if !bin.is_file() {
             bail!(
                 "server binary {} not found: build it with `cargo build --release -p missive-server` \
@@ -57,16 +67,24 @@ impl Server {
         let log_path = dir.path().join("server.log");
         let log = File::create(&log_path).context("creating the server log")?;
         // An absolute path: `sqlite://` + `/tmp/…/bench.db`.
-        let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let child = Command::new(bin)
+        let database_url = options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+        let mut command = Command::new(bin);
+        command
             .env("PORT", port.to_string())
             .env("BIND", "127.0.0.1")
             .env("DATABASE_URL", database_url)
             .env("SEND_RATE_LIMIT", "0")
             .env("AUTH_RATE_LIMIT", "0")
             .env("LOG_LEVEL", "WARN")
-            .env("AUTH_MODE", "open")
-            .env_remove("REDIS_URL")
+            .env("AUTH_MODE", "open");
+        match &options.redis {
+            Some((url, prefix)) => command.env("REDIS_URL", url).env("REDIS_PREFIX", prefix),
+            None => command.env_remove("REDIS_URL"),
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -274,7 +292,23 @@ fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
     by_name
 }
 
-/// CPU use of the server, of the load generator and of the whole machine over a measured phase.
+/// CPU ticks of all `servers` together.
+fn servers_cpu_ticks(servers: &[Server]) -> anyhow::Result<u64> {
+    servers.iter().map(Server::cpu_ticks).sum()
+}
+
+/// Thread ticks of all `servers`, summed by thread name.
+fn servers_thread_ticks(servers: &[Server]) -> BTreeMap<String, u64> {
+    let mut total = BTreeMap::new();
+    for server in servers {
+        for (name, ticks) in thread_ticks(server.pid()) {
+            *total.entry(name).or_insert(0) += ticks;
+        }
+    }
+    total
+}
+
+/// CPU use of the server(s), of the load generator and of the whole machine over a measured phase.
 pub struct CpuMeter {
     server_start: u64,
     own_start: u64,
@@ -287,37 +321,38 @@ pub struct CpuMeter {
 /// Average CPU use over a phase, in percent of one core (200 % = both cores of this box).
 #[derive(Debug, Clone)]
 pub struct CpuUse {
-    /// The server process.
+    /// The server process(es).
     pub server_percent: f64,
     /// The load generator.
     pub bench_percent: f64,
-    /// Everything else running on the machine meanwhile (other processes, the kernel's own threads).
+    /// Everything else running on the machine meanwhile (other processes, the
+    /// kernel's own threads; PostgreSQL and Redis when the run uses them).
     pub other_percent: f64,
     /// The server's threads, summed by thread name, busiest first.
     pub server_threads: Vec<(String, f64)>,
 }
 
 impl CpuMeter {
-    /// Starts measuring.
-    pub fn start(server: &Server) -> anyhow::Result<CpuMeter> {
+    /// Starts measuring the server processes `servers` (their threads summed by name).
+    pub fn start(servers: &[Server]) -> anyhow::Result<CpuMeter> {
         Ok(CpuMeter {
-            server_start: server.cpu_ticks()?,
+            server_start: servers_cpu_ticks(servers)?,
             own_start: own_cpu_ticks()?,
             machine_start: machine_busy_ticks()?,
-            threads_start: thread_ticks(server.pid()),
+            threads_start: servers_thread_ticks(servers),
             started: Instant::now(),
             hz: clock_ticks_per_second(),
         })
     }
 
     /// The average since [`CpuMeter::start`].
-    pub fn read(&self, server: &Server) -> anyhow::Result<CpuUse> {
+    pub fn read(&self, servers: &[Server]) -> anyhow::Result<CpuUse> {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
         let percent = |ticks: u64| ticks as f64 / self.hz / seconds * 100.0;
-        let server_ticks = server.cpu_ticks()?.saturating_sub(self.server_start);
+        let server_ticks = servers_cpu_ticks(servers)?.saturating_sub(self.server_start);
         let own_ticks = own_cpu_ticks()?.saturating_sub(self.own_start);
         let machine_ticks = machine_busy_ticks()?.saturating_sub(self.machine_start);
-        let mut server_threads: Vec<(String, f64)> = thread_ticks(server.pid())
+        let mut server_threads: Vec<(String, f64)> = servers_thread_ticks(servers)
             .into_iter()
             .map(|(name, ticks)| {
                 let before = self.threads_start.get(&name).copied().unwrap_or(0);

@@ -8,6 +8,8 @@
 //! Each recipient measures the end-to-end latency of every `message` frame
 //! and checks, by the per-chat `seq`, that each message arrived exactly once.
 //! With `--rate`, the senders are paced to a fixed total rate instead.
+//! With two nodes (`--cluster`), the senders connect to node A and the
+//! recipients to node B: every message crosses the Redis bus.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -101,11 +103,15 @@ const ACK_PREFIX: &str = r#"{"type":"ack""#;
 
 /// Runs the scenario; `Ok(false)` when a message was lost, duplicated or not answered.
 pub async fn run(
-    server: &Server,
+    servers: &[Server],
     args: &WsArgs,
     threads: usize,
+    deployment: &str,
     deadline: Instant,
 ) -> anyhow::Result<bool> {
+    let (Some(node_a), Some(node_b)) = (servers.first(), servers.last()) else {
+        anyhow::bail!("no server to drive");
+    };
     let pairs = args.pairs.max(1);
     let window = args.window.max(1);
     let per_sender = args.messages_per_sender.unwrap_or_else(|| match args.rate {
@@ -120,7 +126,7 @@ pub async fn run(
         None => None,
     };
 
-    let client = setup::client(&server.base)?;
+    let client = setup::client(&node_a.base)?;
     eprintln!("registering {pairs} senders and {pairs} recipients");
     let (senders, recipients) = tokio::time::timeout_at(deadline.into(), async {
         let senders = setup::register_users(&client, 1, pairs).await?;
@@ -130,9 +136,12 @@ pub async fn run(
     .await
     .context("registering the users took too long")??;
 
-    eprintln!("connecting");
-    let recipient_sockets = connect_all(&server.base, &recipients).await?;
-    let sender_sockets = connect_all(&server.base, &senders).await?;
+    eprintln!(
+        "connecting recipients to {} and senders to {}",
+        node_b.base, node_a.base
+    );
+    let recipient_sockets = connect_all(&node_b.base, &recipients).await?;
+    let sender_sockets = connect_all(&node_a.base, &senders).await?;
 
     let clock = Instant::now();
     let stop_receiving = CancellationToken::new();
@@ -170,7 +179,7 @@ pub async fn run(
         "sending {} messages ({pairs} senders x {per_sender}, window {window}, {mode})",
         per_sender * pairs as u64
     );
-    let cpu = CpuMeter::start(server)?;
+    let cpu = CpuMeter::start(servers)?;
     barrier.wait().await;
     let started = Instant::now();
 
@@ -192,8 +201,11 @@ pub async fn run(
         };
         recipient_stats.push(stats);
     }
-    let cpu = cpu.read(server)?;
-    let rss = server.rss_kib()?;
+    let cpu = cpu.read(servers)?;
+    let mut rss = 0;
+    for server in servers {
+        rss += server.rss_kib()?;
+    }
 
     // Exactly once, per pair: every acknowledged message arrived, none twice.
     let mut lost = 0u64;
@@ -247,6 +259,8 @@ pub async fn run(
 
     let record = json!({
         "scenario": "ws",
+        "deployment": deployment,
+        "nodes": servers.len(),
         "mode": if args.rate.is_some() { "paced" } else { "full_speed" },
         "rate_target": args.rate,
         "pairs": pairs,
@@ -281,6 +295,7 @@ pub async fn run(
             "mode",
             format!("{mode}, {pairs} pairs x {per_sender}, window {window}"),
         ),
+        ("deployment", deployment.to_owned()),
         (
             "delivered",
             format!("{delivered} of {expected} in {delivery_seconds:.2} s = {throughput:.0} msg/s"),
@@ -299,7 +314,7 @@ pub async fn run(
         ("latency send→recipient", summary.text()),
         ("latency send→ack", ack_summary.text()),
         ("CPU (100% = 1 core)", cpu.text()),
-        ("server RSS", format!("{rss} KiB")),
+        ("server RSS (all nodes)", format!("{rss} KiB")),
     ];
     if let Some(error) = &first_error {
         rows.push(("first error", error.clone()));
