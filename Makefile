@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci bench bench-postgres bench-cluster e2e cluster cluster-test openapi schemathesis clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-ci bruno workflows changelog openapi schemathesis clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,26 @@ cluster-test: ## End-to-end check of a two-node cluster through nginx, killing a
 e2e: ## Browser test of the web client: two people chat in headless Chromium (needs /usr/bin/chromium, Node.js 20, npm)
 	$(CARGO) build -p missive-server
 	cd web/e2e && npm ci && MISSIVE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/missive node chat.test.mjs
+
+soak: ## 30-minute soak with a SIGKILL every 5 minutes (release build; writes soak.svg; see docs/benchmarks.md)
+	$(CARGO) build --release -p missive-server -p missive-bench
+	$(BENCH) soak --minutes 30 --idle 2000 --pairs 100 --chaos --chart soak.svg
+
+soak-ci: ## The 2-minute soak CI runs: kills every 30 s, zero loss and zero duplicates required
+	$(CARGO) build --release -p missive-server -p missive-bench
+	$(BENCH) soak --minutes 2 --idle 300 --pairs 20 --rate 5 --chaos --chaos-every-minutes 0.5 --sample-seconds 10 --drain-seconds 30
+
+bruno: ## Run the Bruno collection (docs/bruno) against a fresh debug server (installs @usebruno/cli if missing)
+	$(CARGO) build -p missive-server
+	scripts/bruno.sh $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/missive
+
+workflows: ## Validate .github/workflows against GitHub's schema (check-jsonschema from PyPI)
+	command -v check-jsonschema >/dev/null || pip install -q check-jsonschema
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+changelog: ## Regenerate CHANGELOG.md from the conventional commits (git-cliff from PyPI)
+	command -v git-cliff >/dev/null || pip install -q git-cliff
+	git-cliff --config cliff.toml -o CHANGELOG.md
 
 openapi: ## Regenerate web/openapi.json from the code (a test fails while it is stale)
 	MISSIVE_UPDATE_OPENAPI=1 $(CARGO) test -p missive-server --test api openapi
