@@ -27,7 +27,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Forbidden => StatusCode::FORBIDDEN,
         NotFound | UserNotFound | ChatNotFound | MessageNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        PhoneTaken => StatusCode::CONFLICT,
+        PhoneTaken | IdempotencyConflict => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -69,6 +69,7 @@ mod tests {
     fn store_errors_map_to_documented_statuses() {
         let cases = [
             (StoreError::PhoneTaken, 409),
+            (StoreError::IdempotencyConflict, 409),
             (StoreError::UserNotFound, 404),
             (StoreError::ChatNotFound, 404),
             (StoreError::MessageNotFound, 404),

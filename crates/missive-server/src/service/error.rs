@@ -43,6 +43,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The phone number is registered already.
     PhoneTaken,
+    /// A `clientMessageId` reused for another chat or other content.
+    IdempotencyConflict,
     /// A body over 64 KiB.
     PayloadTooLarge,
     /// Request headers over 16 KiB.
@@ -78,6 +80,7 @@ impl ErrorCode {
             MessageNotFound => "message_not_found",
             MethodNotAllowed => "method_not_allowed",
             PhoneTaken => "phone_taken",
+            IdempotencyConflict => "idempotency_conflict",
             PayloadTooLarge => "payload_too_large",
             HeadersTooLarge => "headers_too_large",
             RateLimited => "rate_limited",
@@ -207,6 +210,10 @@ impl From<StoreError> for Error {
                 ErrorCode::PhoneTaken,
                 "that phone number is already registered",
             ),
+            StoreError::IdempotencyConflict => Error::new(
+                ErrorCode::IdempotencyConflict,
+                "this clientMessageId was already used for another chat or other content",
+            ),
             StoreError::UserNotFound => Error::user_not_found(),
             StoreError::ChatNotFound => Error::new(ErrorCode::ChatNotFound, "no such chat"),
             StoreError::MessageNotFound => {
@@ -230,6 +237,7 @@ mod tests {
     fn store_errors_map_to_documented_codes() {
         let cases = [
             (StoreError::PhoneTaken, "phone_taken"),
+            (StoreError::IdempotencyConflict, "idempotency_conflict"),
             (StoreError::UserNotFound, "user_not_found"),
             (StoreError::ChatNotFound, "chat_not_found"),
             (StoreError::MessageNotFound, "message_not_found"),

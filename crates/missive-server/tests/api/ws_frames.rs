@@ -100,13 +100,13 @@ async fn a_repeated_client_message_id_over_ws_returns_the_original_message_once(
     let mut bob_socket = open_as(&bob).await;
 
     let mut acks = Vec::new();
-    for (reference, content) in [("a", "once"), ("b", "once again")] {
+    for reference in ["a", "b"] {
         alice_socket
             .send(&ClientFrame::Send {
                 reference: Some(reference.into()),
                 chat_id: None,
                 to: Some(BOB.into()),
-                content: content.into(),
+                content: "once".into(),
                 client_message_id: Some("cmid-1".into()),
             })
             .await;
@@ -120,6 +120,57 @@ async fn a_repeated_client_message_id_over_ws_returns_the_original_message_once(
     assert_eq!(bob_socket.next_message().await.0.id, acks[0].id);
     bob_socket.assert_silent().await;
     assert_eq!(bob.messages(acks[0].chat_id, 10).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_client_message_id_reused_over_ws_for_other_content_or_chat_gets_an_error_frame() {
+    let app = spawn_app().await;
+    let alice = app.user(ALICE).await;
+    let bob = app.user(BOB).await;
+    app.register(CAROL).await;
+    let mut alice_socket = open_as(&alice).await;
+    let mut bob_socket = open_as(&bob).await;
+    alice_socket
+        .send(&ClientFrame::Send {
+            reference: Some("first".into()),
+            chat_id: None,
+            to: Some(BOB.into()),
+            content: "once".into(),
+            client_message_id: Some("cmid-1".into()),
+        })
+        .await;
+    let acked = alice_socket.ack("first").await;
+    assert_eq!(bob_socket.next_message().await.0.id, acked.id);
+
+    for (reference, to, content) in [
+        ("other-content", BOB, "once again"),
+        ("other-chat", CAROL, "once"),
+    ] {
+        alice_socket
+            .send(&ClientFrame::Send {
+                reference: Some(reference.into()),
+                chat_id: None,
+                to: Some(to.into()),
+                content: content.into(),
+                client_message_id: Some("cmid-1".into()),
+            })
+            .await;
+        let (frame, _) = alice_socket
+            .until(|frame| matches!(frame, ServerFrame::Error { .. }).then(|| frame.clone()))
+            .await;
+        assert_eq!(
+            error_of(&frame),
+            (
+                Some(reference.to_owned()),
+                "idempotency_conflict".to_owned()
+            )
+        );
+    }
+
+    alice_socket.assert_usable().await;
+    bob_socket.assert_silent().await;
+    assert_eq!(bob.messages(acked.chat_id, 10).await.len(), 1);
+    assert_eq!(alice.chats().await.len(), 1, "no chat with Carol was made");
 }
 
 #[tokio::test]
