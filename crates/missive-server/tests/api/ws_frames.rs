@@ -3,7 +3,7 @@
 //! and leave the connection usable; the upgrade's identity and `since` checks.
 
 use missive_client::protocol::{ClientFrame, MessageStatus, ServerFrame};
-use missive_client::ws::WsQuery;
+use missive_client::ws::{WsError, WsQuery};
 use missive_server::AuthMode;
 use serde_json::json;
 use uuid::Uuid;
@@ -382,6 +382,61 @@ async fn a_frame_over_64_kib_gets_frame_too_large_and_the_connection_stays_usabl
     let frame = socket.next().await;
     assert_eq!(error_of(&frame).1, "frame_too_large");
     socket.assert_usable().await;
+}
+
+#[tokio::test]
+async fn a_frame_of_the_protocol_limit_still_gets_frame_too_large_and_the_connection_stays_usable()
+{
+    let app = spawn_app().await;
+    let alice = app.user(ALICE).await;
+    let mut socket = open_as(&alice).await;
+
+    // Exactly 256 KiB: the largest message the protocol layer reads.
+    let mut text = json!({"type": "ping", "pad": ""}).to_string();
+    let pad = "x".repeat(256 * 1024 - text.len());
+    text = json!({"type": "ping", "pad": pad}).to_string();
+    assert_eq!(text.len(), 256 * 1024);
+    socket.send_text(&text).await;
+
+    let frame = socket.next().await;
+    assert_eq!(error_of(&frame).1, "frame_too_large");
+    socket.assert_usable().await;
+}
+
+#[tokio::test]
+async fn a_frame_over_the_protocol_limit_gets_a_1009_close_with_a_reason() {
+    let app = spawn_app().await;
+    let alice = app.user(ALICE).await;
+
+    for size in [256 * 1024 + 1, 300 * 1024, 4 * 1024 * 1024] {
+        let mut socket = open_as(&alice).await;
+        let pad = "x".repeat(size - json!({"type": "ping", "pad": ""}).to_string().len());
+        let text = json!({"type": "ping", "pad": pad}).to_string();
+        assert_eq!(text.len(), size);
+        // The server may close before the whole frame is written: a failed
+        // send is fine, the close frame is what counts.
+        let _ = socket.conn.send_text(&text).await;
+
+        let closed = loop {
+            match socket
+                .conn
+                .next_text(std::time::Duration::from_secs(5))
+                .await
+            {
+                Ok(text) => assert!(!text.contains("\"ack\""), "{text}"),
+                Err(e) => break e,
+            }
+        };
+        match closed {
+            WsError::Closed { code, reason } => {
+                assert_eq!(code, 1009, "{size} bytes: {reason}");
+                assert!(reason.contains("262144"), "{reason}");
+            }
+            other => panic!("{size} bytes: expected a 1009 close, got {other:?}"),
+        }
+    }
+    // The server is fine: a new connection works.
+    open_as(&alice).await.assert_usable().await;
 }
 
 #[tokio::test]
