@@ -374,20 +374,34 @@ impl Default for OpenOptions {
     }
 }
 
-/// Opens the store named by `DATABASE_URL`.
+/// Opens the store named by `DATABASE_URL`. An error never carries the
+/// URL's password (it names the URL redacted).
 pub async fn open(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {
+    open_unredacted(database_url, options)
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::config::scrub(&format!("{e:#}"), &[database_url])))
+}
+
+async fn open_unredacted(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {
     if database_url.starts_with("sqlite:") {
         let location = sqlite::Location::parse(database_url)?;
         Ok(Arc::new(
             sqlite::SqliteStore::open(location, options.startup_check).await?,
         ))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            postgres::PgStore::open(database_url, options.pool_size).await?,
-        ))
+        let store = postgres::PgStore::open(database_url, options.pool_size)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "DATABASE_URL {}",
+                    crate::config::redact(database_url)
+                ))
+            })?;
+        Ok(Arc::new(store))
     } else {
         anyhow::bail!(
-            "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db"
+            "unsupported DATABASE_URL {:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db",
+            crate::config::redact(database_url)
         )
     }
 }
