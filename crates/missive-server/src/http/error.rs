@@ -30,6 +30,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         PhoneTaken | IdempotencyConflict => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        UriTooLong => StatusCode::URI_TOO_LONG,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         CodeDeliveryFailed => StatusCode::BAD_GATEWAY,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -47,8 +47,10 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// A body over 64 KiB.
     PayloadTooLarge,
-    /// Request headers over 16 KiB.
+    /// Request headers over 16 KiB (or more than 100 of them).
     HeadersTooLarge,
+    /// A request URI too long for the server to read.
+    UriTooLong,
     /// Over a rate limit.
     RateLimited,
     /// The SMS gateway did not take the login code.
@@ -83,6 +85,7 @@ impl ErrorCode {
             IdempotencyConflict => "idempotency_conflict",
             PayloadTooLarge => "payload_too_large",
             HeadersTooLarge => "headers_too_large",
+            UriTooLong => "uri_too_long",
             RateLimited => "rate_limited",
             CodeDeliveryFailed => "code_delivery_failed",
             Internal => "internal",
