@@ -19,6 +19,13 @@
 //!
 //! hyper's read buffer is capped at [`MAX_READ_BUFFER`], so an oversized
 //! header block is refused (431) as it arrives instead of being buffered.
+//!
+//! hyper answers a request it cannot parse itself, before the router runs:
+//! 400 (bad request line, header or version), 431 (more than 100 headers, or
+//! a head over the read buffer) and 414 (a URI over 64 KiB that still fits),
+//! each with an empty body. The socket wrapper recognises exactly that
+//! answer on its way out and gives it the API's `{"code","message"}` body
+//! (see [`json_error_for`]).
 //! Once a connection is upgraded to a WebSocket, hyper hands the socket over
 //! and these timers stop; the gateway's ping and idle rules take over.
 
@@ -171,6 +178,7 @@ async fn serve_connection<S>(
         tcp,
         watchdog: watchdog.clone(),
         _permit: permit,
+        rewrite: None,
     });
     let observed = {
         let watchdog = watchdog.clone();
@@ -314,6 +322,112 @@ struct Guarded {
     watchdog: Arc<Watchdog>,
     /// Released when the socket is dropped (also after a WebSocket upgrade).
     _permit: OwnedSemaphorePermit,
+    /// hyper's own error answer, rewritten with a JSON body, being written.
+    rewrite: Option<Rewrite>,
+}
+
+/// A write replaced by other bytes: hyper is told its `original` bytes were
+/// written once all of `bytes` are.
+struct Rewrite {
+    bytes: Vec<u8>,
+    written: usize,
+    original: usize,
+}
+
+/// Longest head hyper writes for a parse error (status line, `connection`,
+/// `content-length` and `date`: about 130 bytes).
+const MAX_HYPER_ERROR_HEAD: usize = 512;
+
+/// The answer hyper writes for a request it could not parse, with the API's
+/// JSON error body; `None` for anything else.
+///
+/// hyper's answer is a head alone: `HTTP/1.1 400|414|431 …`, a
+/// `content-length: 0` and no `content-type`, written in one piece before
+/// any response of the router on that connection (hyper answers a parse
+/// error only when nothing else is being written), and never by the router,
+/// whose error answers all carry a JSON body.
+fn json_error_for(buf: &[u8]) -> Option<Vec<u8>> {
+    use crate::service::ErrorCode;
+    // Cheap refusals first: every write of the connection passes here,
+    // WebSocket frames too after an upgrade (those never start with "H").
+    if buf.len() > MAX_HYPER_ERROR_HEAD || !buf.starts_with(b"HTTP/1.1 4") {
+        return None;
+    }
+    let head = std::str::from_utf8(buf).ok()?;
+    let lines = head.strip_suffix("\r\n\r\n")?;
+    let (code, message) = match head.strip_prefix("HTTP/1.1 ")?.get(..4)? {
+        "400 " => (
+            ErrorCode::InvalidRequest,
+            "the request line or a header is malformed",
+        ),
+        "414 " => (ErrorCode::UriTooLong, "the request URI is too long"),
+        "431 " => (
+            ErrorCode::HeadersTooLarge,
+            "the request head has more than 100 headers or is over 32 KiB",
+        ),
+        _ => return None,
+    };
+    let lines: Vec<&str> = lines.split("\r\n").collect();
+    let empty = lines
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case("content-length: 0"))?;
+    if lines
+        .iter()
+        .any(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+    {
+        return None;
+    }
+    let body = serde_json::to_vec(&missive_protocol::ErrorBody {
+        code: code.as_str().to_owned(),
+        message: message.to_owned(),
+    })
+    .ok()?;
+    let mut out = Vec::with_capacity(head.len() + body.len() + 64);
+    for (i, line) in lines.iter().enumerate() {
+        if i == empty {
+            out.extend_from_slice(b"content-type: application/json\r\n");
+            out.extend_from_slice(format!("content-length: {}", body.len()).as_bytes());
+        } else {
+            out.extend_from_slice(line.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+impl Guarded {
+    /// Writes `buf`, or its JSON rewrite when it is hyper's own error answer.
+    fn write_or_rewrite(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // Only between requests: while the router's answer is written, the
+        // connection is busy.
+        if self.rewrite.is_none()
+            && self.watchdog.phase.load(Ordering::Acquire) != Phase::Busy as u8
+            && let Some(bytes) = json_error_for(buf)
+        {
+            self.rewrite = Some(Rewrite {
+                bytes,
+                written: 0,
+                original: buf.len(),
+            });
+        }
+        let Some(rewrite) = self.rewrite.as_mut() else {
+            return Pin::new(&mut self.tcp).poll_write(cx, buf);
+        };
+        while rewrite.written < rewrite.bytes.len() {
+            let n = std::task::ready!(
+                Pin::new(&mut self.tcp).poll_write(cx, &rewrite.bytes[rewrite.written..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            rewrite.written += n;
+        }
+        let original = rewrite.original;
+        self.rewrite = None;
+        Poll::Ready(Ok(original))
+    }
 }
 
 impl AsyncRead for Guarded {
@@ -333,19 +447,29 @@ impl AsyncRead for Guarded {
 
 impl AsyncWrite for Guarded {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        self.get_mut().write_or_rewrite(cx, buf)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        // hyper's error answer is one slice (a head without a body); a
+        // vectored write may report fewer bytes than offered, so writing
+        // just the first slice is allowed.
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if let Some(first) = first
+            && (this.rewrite.is_some() || first.starts_with(b"HTTP/1.1 4"))
+        {
+            return this.write_or_rewrite(cx, first);
+        }
+        Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -364,6 +488,49 @@ impl AsyncWrite for Guarded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hyper_error_answers_get_the_json_body() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 20:02:27 GMT\r\n\r\n";
+        let rewritten =
+            String::from_utf8(json_error_for(hyper).expect("rewritten")).expect("utf-8");
+        let (head, body) = rewritten.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-type: application/json\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert!(
+            head.ends_with("date: Tue, 01 Dec 2026 20:02:27 GMT"),
+            "{head}"
+        );
+        let body: missive_protocol::ErrorBody = serde_json::from_str(body).expect("JSON");
+        assert_eq!(body.code, "headers_too_large");
+
+        let bad = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert!(
+            String::from_utf8_lossy(&json_error_for(bad).expect("rewritten"))
+                .contains("invalid_request")
+        );
+        let long = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\n";
+        assert!(
+            String::from_utf8_lossy(&json_error_for(long).expect("rewritten"))
+                .contains("uri_too_long")
+        );
+    }
+
+    #[test]
+    fn other_writes_are_left_alone() {
+        for untouched in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}",
+            b"{\"code\":\"x\"}",
+        ] {
+            assert!(json_error_for(untouched).is_none(), "{:?}", String::from_utf8_lossy(untouched));
+        }
+    }
 
     fn limits() -> Limits {
         Limits {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::bus::{DynBus, LocalBus, RedisBus, Registry};
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, redact, scrub};
 use crate::gateway::Gateway;
 use crate::http;
 use crate::metrics::Metrics;
@@ -39,7 +39,29 @@ impl Application {
     }
 
     /// Like [`Application::build`], reading time from `clock` (tests expire login codes with it).
+    ///
+    /// An error never carries a password of the configured URLs, whatever a
+    /// library put into its message.
     pub async fn build_with(
+        config: Config,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let urls: Vec<String> = [
+            Some(config.database_url.clone()),
+            config.redis_url.clone(),
+            config.otp_webhook_url.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Self::assemble(config, listener, clock).await.map_err(|e| {
+            let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+            anyhow::anyhow!(scrub(&format!("{e:#}"), &urls))
+        })
+    }
+
+    async fn assemble(
         config: Config,
         listener: TcpListener,
         clock: Arc<dyn Clock>,
@@ -59,7 +81,8 @@ impl Application {
             )?),
             None => Arc::new(LocalBus::new(registry.clone())),
         };
-        let mut limits = RateLimits::new(config.send_rate_limit, config.auth_rate_limit);
+        let mut limits = RateLimits::new(config.send_rate_limit, config.auth_rate_limit)
+            .with_clock(clock.clone());
         if let Some(url) = &config.redis_url {
             // Counted across nodes too, so that N nodes do not multiply the budgets.
             limits = limits.with_cluster(url, &config.redis_prefix)?;
@@ -199,16 +222,6 @@ fn connection_budget(max_connections: usize) -> usize {
     max_connections
 }
 
-/// A database or Redis URL without its password, for logs.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -236,25 +249,4 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redact("postgres://me:secret@db:5432/missive"),
-            "postgres://***@db:5432/missive"
-        );
-        assert_eq!(
-            redact("redis://:hunter2@cache:6379/0"),
-            "redis://***@cache:6379/0"
-        );
-        assert_eq!(
-            redact("sqlite://data/missive.db"),
-            "sqlite://data/missive.db"
-        );
-    }
 }

@@ -31,8 +31,14 @@ const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 16 * 1024;
 /// Hard cap of the write buffer of one connection.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
-/// Largest message the protocol layer reads; frames over 64 KiB get an `error` frame.
+/// Largest message the protocol layer reads. Frames over 64 KiB and up to
+/// this get an `error` frame (`frame_too_large`) and the connection goes on;
+/// a larger message is refused by the protocol layer as its header arrives,
+/// and the connection is closed with 1009 ([`TOO_BIG_REASON`]).
 const MAX_MESSAGE: usize = 256 * 1024;
+/// The reason of the 1009 close (at most 123 bytes, as close reasons must be).
+const TOO_BIG_REASON: &str =
+    "message too big: the limit is 262144 bytes (over 65536, an error frame)";
 
 /// The node's live connections and their lifecycle.
 #[derive(Default)]
@@ -180,6 +186,13 @@ fn parse_cursor(raw: &str) -> Result<i64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_too_big_reason_names_the_limits_and_fits_a_close_frame() {
+        assert!(TOO_BIG_REASON.contains(&MAX_MESSAGE.to_string()));
+        assert!(TOO_BIG_REASON.contains(&frames::MAX_FRAME_BYTES.to_string()));
+        assert!(TOO_BIG_REASON.len() <= 123);
+    }
 
     #[test]
     fn cursors_are_non_negative_numbers() {

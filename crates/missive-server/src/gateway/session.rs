@@ -6,7 +6,7 @@
 //! order. Writes are batched: `feed` per frame, one `flush` per burst.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -46,7 +46,15 @@ const REPLIES: usize = 64;
 const GOING_AWAY: u16 = 1001;
 const TRY_AGAIN_LATER: u16 = 1013;
 const POLICY_VIOLATION: u16 = 1008;
+const MESSAGE_TOO_BIG: u16 = 1009;
 const INTERNAL_ERROR: u16 = 1011;
+
+/// How long the connection stays open after a 1009 close, so that the peer
+/// can read the close frame: the rest of its oversized message is left
+/// unread (reading it would mean buffering it), and closing a socket with
+/// unread input sends a TCP reset, which can destroy the close frame on its
+/// way.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Serves one connection of `user` until either side ends it.
 /// `token_hash` is the hash of the token the connection was opened with, if any:
@@ -67,7 +75,9 @@ pub async fn run(
         last: 0,
         token_hash,
         overflow: Arc::default(),
+        too_big: Arc::default(),
     };
+    let too_big = writer.too_big.clone();
     // The cursor is read before registering: anything committed after it
     // arrives through the queue or, if the queue missed it, through a gap fill.
     let current = match state.service.event_cursor(user.id).await {
@@ -99,9 +109,21 @@ pub async fn run(
         local.clone(),
         last_seen.clone(),
     ));
-    read_loop(stream, &state, &user, replies_tx, &local, &last_seen).await;
+    let mut stream = stream;
+    let ending = read_loop(&mut stream, &state, &user, replies_tx, &local, &last_seen).await;
+    if ending == Ending::TooBig {
+        too_big.store(true, Ordering::SeqCst);
+    }
     local.cancel();
     let _ = writer_task.await;
+    if ending == Ending::TooBig {
+        // The read half is held (not read) a moment longer; see `LINGER`.
+        tokio::select! {
+            () = tokio::time::sleep(LINGER) => {}
+            () = gateway.shutdown.cancelled() => {}
+        }
+    }
+    drop(stream);
     gateway.registry.unregister(user_id, id);
     tracing::debug!(user = %user.phone_number, connection = id, "websocket closed");
 }
@@ -137,6 +159,9 @@ struct Writer {
     token_hash: Option<String>,
     /// Fires when the connection's queue overflowed.
     overflow: Arc<Notify>,
+    /// Set by the reader when the peer sent a message over the protocol
+    /// limit: the close is then 1009, not a plain close handshake.
+    too_big: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -199,6 +224,10 @@ impl Writer {
                 }
                 Wake::Shutdown => {
                     Box::pin(self.goodbye(subscription, replies)).await?;
+                    return Ok(());
+                }
+                Wake::PeerGone if self.too_big.load(Ordering::SeqCst) => {
+                    Box::pin(self.close(MESSAGE_TOO_BIG, super::TOO_BIG_REASON)).await;
                     return Ok(());
                 }
                 Wake::PeerGone => {
@@ -428,34 +457,67 @@ fn reply_now(frame: Option<ServerFrame>) -> Reply {
     Box::pin(std::future::ready(frame))
 }
 
+/// Why the reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The peer closed or failed, or the writer stopped.
+    Done,
+    /// A message over the protocol layer's limit: the peer gets a 1009 close.
+    TooBig,
+}
+
+/// Whether a read error is a message over the protocol layer's size limit
+/// (after which the stream cannot be read any further without buffering
+/// the rest of that message).
+fn is_too_big(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong { .. },
+        )) = e.downcast_ref::<tungstenite::Error>()
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Reads client frames until the peer leaves or the writer stops. Each frame
 /// is started in order (sends are queued for commit in frame order) and up to
 /// [`IN_FLIGHT`] of them wait for their commit at once; their answers go out
 /// in frame order.
 async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     state: &AppState,
     user: &User,
     replies: flume::Sender<Box<ServerFrame>>,
     local: &CancellationToken,
     last_seen: &AtomicI64,
-) {
+) -> Ending {
     let mut pending: FuturesOrdered<Reply> = FuturesOrdered::new();
     loop {
         let next = tokio::select! {
             biased;
-            () = local.cancelled() => return,
+            () = local.cancelled() => return Ending::Done,
             Some(reply) = pending.next(), if !pending.is_empty() => {
                 if let Some(frame) = reply
                     && !forward(&replies, frame).await
                 {
-                    return;
+                    return Ending::Done;
                 }
                 continue;
             }
             next = stream.next(), if pending.len() < IN_FLIGHT => next,
         };
-        let Some(Ok(message)) = next else { return };
+        let message = match next {
+            Some(Ok(message)) => message,
+            Some(Err(e)) if is_too_big(&e) => {
+                tracing::debug!(error = %e, "websocket: message over the protocol limit");
+                return Ending::TooBig;
+            }
+            Some(Err(_)) | None => return Ending::Done,
+        };
         last_seen.store(now_ms(), Ordering::Relaxed);
         let reply = match message {
             // Boxed: starting a command is a large future that an idle connection should not carry.
@@ -465,7 +527,7 @@ async fn read_loop(
                 "invalid_frame",
                 "binary frames are not supported",
             ))),
-            Message::Close(_) => return,
+            Message::Close(_) => return Ending::Done,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         pending.push_back(reply);

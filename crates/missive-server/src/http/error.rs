@@ -27,9 +27,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Forbidden => StatusCode::FORBIDDEN,
         NotFound | UserNotFound | ChatNotFound | MessageNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        PhoneTaken => StatusCode::CONFLICT,
+        PhoneTaken | IdempotencyConflict => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        UriTooLong => StatusCode::URI_TOO_LONG,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         CodeDeliveryFailed => StatusCode::BAD_GATEWAY,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -69,6 +70,7 @@ mod tests {
     fn store_errors_map_to_documented_statuses() {
         let cases = [
             (StoreError::PhoneTaken, 409),
+            (StoreError::IdempotencyConflict, 409),
             (StoreError::UserNotFound, 404),
             (StoreError::ChatNotFound, 404),
             (StoreError::MessageNotFound, 404),

@@ -76,7 +76,10 @@ impl WebhookCodeSender {
     /// the system's root certificates).
     pub fn new(url: String) -> anyhow::Result<Self> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            anyhow::bail!("OTP_WEBHOOK_URL must be an http:// or https:// URL, got {url:?}");
+            anyhow::bail!(
+                "OTP_WEBHOOK_URL must be an http:// or https:// URL, got {:?}",
+                crate::config::redact(&url)
+            );
         }
         let client = reqwest::Client::builder()
             .timeout(WEBHOOK_TIMEOUT)
@@ -95,7 +98,11 @@ impl CodeSender for WebhookCodeSender {
             .json(&body)
             .send()
             .await
-            .map_err(|e| DeliveryError(format!("the SMS gateway did not answer: {e}")))?;
+            .map_err(|e| {
+                // reqwest quotes the URL, which may carry credentials.
+                let error = crate::config::scrub(&e.to_string(), &[&self.url]);
+                DeliveryError(format!("the SMS gateway did not answer: {error}"))
+            })?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -83,15 +83,26 @@ impl Service {
             .user_by_phone(&phone)
             .await?
             .ok_or_else(Error::user_not_found)?;
+        // Per number, whatever the address: SMS cost and pestering the owner.
+        let ticket = self
+            .limits
+            .charge_code(phone.as_str())
+            .await
+            .map_err(|wait| {
+                Error::rate_limited(wait)
+                    .with_message("too many login codes for this number; try again later")
+            })?;
         let code = new_code().map_err(no_randomness)?;
-        // Deliver first: a code the user never received must not be issued.
-        self.codes.send(phone.as_str(), &code).await.map_err(|e| {
+        // Deliver first: a code the user never received must not be issued
+        // (nor counted against the number).
+        if let Err(e) = self.codes.send(phone.as_str(), &code).await {
             tracing::warn!(error = %e, "login code not delivered");
-            Error::new(
+            self.limits.refund(ticket).await;
+            return Err(Error::new(
                 ErrorCode::CodeDeliveryFailed,
                 "the login code could not be sent; try again",
-            )
-        })?;
+            ));
+        }
         self.store
             .put_login_code(LoginCode {
                 user: user.id,
@@ -116,6 +127,18 @@ impl Service {
         if !is_well_formed(code) {
             return Err(invalid_code());
         }
+        // Charged before the code is checked, so that concurrent guesses
+        // cannot overrun the number's budget; refunded when right. A new
+        // code does not reset it, and once it is spent even the right code
+        // is refused until the window moves on.
+        let ticket = self
+            .limits
+            .charge_guess(phone.as_str())
+            .await
+            .map_err(|wait| {
+                Error::rate_limited(wait)
+                    .with_message("too many wrong codes for this number; try again later")
+            })?;
         let token = new_token().map_err(no_randomness)?;
         let attempt = CodeAttempt {
             phone_number: phone.as_str().to_owned(),
@@ -124,8 +147,19 @@ impl Service {
             token_hash: hash_token(&token),
             max_attempts: MAX_ATTEMPTS,
         };
-        match self.store.redeem_login_code(attempt).await? {
-            Redeemed::Valid(user) => Ok(Session { token, user }),
+        let redeemed = match self.store.redeem_login_code(attempt).await {
+            Ok(redeemed) => redeemed,
+            Err(e) => {
+                // Nothing was checked: not a guess.
+                self.limits.refund(ticket).await;
+                return Err(e.into());
+            }
+        };
+        match redeemed {
+            Redeemed::Valid(user) => {
+                self.limits.refund(ticket).await;
+                Ok(Session { token, user })
+            }
             Redeemed::Invalid => Err(invalid_code()),
             Redeemed::TooManyAttempts => Err(Error::rate_limited(BURNED_RETRY_AFTER)
                 .with_message("too many wrong codes: request a new code with POST /sessions")),

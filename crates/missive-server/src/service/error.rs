@@ -43,10 +43,14 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The phone number is registered already.
     PhoneTaken,
+    /// A `clientMessageId` reused for another chat or other content.
+    IdempotencyConflict,
     /// A body over 64 KiB.
     PayloadTooLarge,
-    /// Request headers over 16 KiB.
+    /// Request headers over 16 KiB (or more than 100 of them).
     HeadersTooLarge,
+    /// A request URI too long for the server to read.
+    UriTooLong,
     /// Over a rate limit.
     RateLimited,
     /// The SMS gateway did not take the login code.
@@ -78,8 +82,10 @@ impl ErrorCode {
             MessageNotFound => "message_not_found",
             MethodNotAllowed => "method_not_allowed",
             PhoneTaken => "phone_taken",
+            IdempotencyConflict => "idempotency_conflict",
             PayloadTooLarge => "payload_too_large",
             HeadersTooLarge => "headers_too_large",
+            UriTooLong => "uri_too_long",
             RateLimited => "rate_limited",
             CodeDeliveryFailed => "code_delivery_failed",
             Internal => "internal",
@@ -207,6 +213,10 @@ impl From<StoreError> for Error {
                 ErrorCode::PhoneTaken,
                 "that phone number is already registered",
             ),
+            StoreError::IdempotencyConflict => Error::new(
+                ErrorCode::IdempotencyConflict,
+                "this clientMessageId was already used for another chat or other content",
+            ),
             StoreError::UserNotFound => Error::user_not_found(),
             StoreError::ChatNotFound => Error::new(ErrorCode::ChatNotFound, "no such chat"),
             StoreError::MessageNotFound => {
@@ -230,6 +240,7 @@ mod tests {
     fn store_errors_map_to_documented_codes() {
         let cases = [
             (StoreError::PhoneTaken, "phone_taken"),
+            (StoreError::IdempotencyConflict, "idempotency_conflict"),
             (StoreError::UserNotFound, "user_not_found"),
             (StoreError::ChatNotFound, "chat_not_found"),
             (StoreError::MessageNotFound, "message_not_found"),

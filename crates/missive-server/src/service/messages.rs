@@ -99,8 +99,9 @@ fn check_receipt_status(status: MessageStatus) -> Result<(), Error> {
 
 impl Service {
     /// Stores a message from the caller (token, or the claimed `sender`);
-    /// returns it after the commit. A repeated `clientMessageId` returns the
-    /// original message.
+    /// returns it after the commit. An exact repeat of a `clientMessageId`
+    /// (same chat, same content) returns the original message; the key
+    /// reused otherwise is `idempotency_conflict`.
     pub async fn send(&self, caller: &Caller, request: SendRequest) -> Result<Message, Error> {
         let draft = Draft::parse(request.content, request.client_message_id)?;
         let to = Recipient::parse(request.chat_id, request.receiver.as_deref())?;

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// The phone number is registered already.
     #[error("phone number already registered")]
     PhoneTaken,
+    /// A `(sender, clientMessageId)` already names a message of another
+    /// chat or with other content; nothing was stored.
+    #[error("clientMessageId reused for another send")]
+    IdempotencyConflict,
     /// A referenced user does not exist.
     #[error("user not found")]
     UserNotFound,
@@ -79,6 +83,24 @@ pub struct NewMessage {
     pub content: MessageContent,
     /// The sender's idempotency key.
     pub client_message_id: Option<ClientMessageId>,
+}
+
+impl NewMessage {
+    /// Whether this send is an exact repeat of `original`, the stored message
+    /// of its `(sender, clientMessageId)`: same content and same chat. A
+    /// `Direct` send names its chat by the pair, so it repeats a message of
+    /// the chat whose direct key (`original_direct_key`, `None` for a group)
+    /// is that pair's.
+    pub(crate) fn repeats(&self, original: &Message, original_direct_key: Option<&str>) -> bool {
+        let same_chat = match self.target {
+            SendTarget::Chat(id) => original.chat_id == id,
+            SendTarget::Direct(receiver) => {
+                original_direct_key
+                    == Some(crate::domain::chat::direct_key(self.sender.id, receiver).as_str())
+            }
+        };
+        same_chat && original.content == self.content.as_str()
+    }
 }
 
 /// A stored message and who must hear about it.
@@ -239,6 +261,13 @@ pub struct ChatQuery {
 ///   a taken phone number is [`StoreError::PhoneTaken`]; two concurrent
 ///   creations of the 1:1 chat of one pair yield the same chat; two sends with
 ///   one `(sender, clientMessageId)` store one message and both return it.
+/// - **An idempotency key is checked before the target.** A send whose
+///   `(sender, clientMessageId)` names a stored message returns that message
+///   (`duplicate`) when the chat and content are the same — even if the
+///   chat could no longer take a new message — and is refused with
+///   [`StoreError::IdempotencyConflict`], storing nothing, when they differ.
+///   For a [`SendTarget::Direct`] send, the same chat is the 1:1 chat of the
+///   pair.
 /// - **Unavailability is [`StoreError::Unavailable`]** (the API's 503), and the
 ///   store recovers by itself when the database is back.
 #[async_trait]
@@ -278,7 +307,8 @@ pub trait Store: Send + Sync + 'static {
     /// The chats of `user`, most recent activity first.
     async fn list_chats(&self, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>>;
 
-    /// Stores a message (or returns the original of a repeated `clientMessageId`).
+    /// Stores a message (or returns the original of a repeated `clientMessageId`;
+    /// `IdempotencyConflict` when the key names another chat or content).
     async fn send_message(&self, new: NewMessage) -> StoreResult<Sent> {
         self.queue_message(new).await?.await
     }
@@ -344,20 +374,34 @@ impl Default for OpenOptions {
     }
 }
 
-/// Opens the store named by `DATABASE_URL`.
+/// Opens the store named by `DATABASE_URL`. An error never carries the
+/// URL's password (it names the URL redacted).
 pub async fn open(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {
+    open_unredacted(database_url, options)
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::config::scrub(&format!("{e:#}"), &[database_url])))
+}
+
+async fn open_unredacted(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {
     if database_url.starts_with("sqlite:") {
         let location = sqlite::Location::parse(database_url)?;
         Ok(Arc::new(
             sqlite::SqliteStore::open(location, options.startup_check).await?,
         ))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            postgres::PgStore::open(database_url, options.pool_size).await?,
-        ))
+        let store = postgres::PgStore::open(database_url, options.pool_size)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "DATABASE_URL {}",
+                    crate::config::redact(database_url)
+                ))
+            })?;
+        Ok(Arc::new(store))
     } else {
         anyhow::bail!(
-            "unsupported DATABASE_URL {database_url:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db"
+            "unsupported DATABASE_URL {:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db",
+            crate::config::redact(database_url)
         )
     }
 }

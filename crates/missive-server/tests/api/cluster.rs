@@ -566,3 +566,82 @@ async fn a_client_of_a_sigkilled_node_resumes_on_the_other_and_gets_everything_o
     );
     resumed.assert_silent().await;
 }
+
+/// The per-number login limits are counted in Redis: two nodes do not
+/// double them (3 codes per 10 minutes, 10 wrong guesses per hour).
+#[tokio::test]
+async fn login_limits_per_number_hold_across_nodes() {
+    let Some(redis_url) = shared_redis().await else {
+        return;
+    };
+    let gateway = crate::auth_helpers::SmsGateway::start().await;
+    let db = Arc::new(TestDb::for_suite().await);
+    let prefix = format!("missive-test-{}", Uuid::now_v7());
+    let node = || {
+        let (redis_url, prefix) = (redis_url.clone(), prefix.clone());
+        let webhook = gateway.url.clone();
+        TestAppBuilder::new()
+            .database(db.clone())
+            .configure(move |config| {
+                config.redis_url = Some(redis_url);
+                config.redis_prefix = prefix;
+                config.otp_webhook_url = Some(webhook);
+                config.auth_rate_limit = 1_000;
+            })
+            .spawn()
+    };
+    let (a, b) = (node().await, node().await);
+    a.register(ALICE).await;
+    a.register(BOB).await;
+    let ask = |node: &TestApp, phone: &str| {
+        let body = json!({ "phoneNumber": phone });
+        let node = node.client.clone();
+        async move {
+            node.raw(
+                missive_client::Method::POST,
+                "/sessions",
+                Some(body.to_string()),
+                Some("application/json"),
+            )
+            .await
+            .expect("the node answers")
+        }
+    };
+    let verify = |node: &TestApp, phone: &str, code: &str| {
+        let body = json!({ "phoneNumber": phone, "code": code });
+        let node = node.client.clone();
+        async move {
+            node.raw(
+                missive_client::Method::POST,
+                "/sessions/verify",
+                Some(body.to_string()),
+                Some("application/json"),
+            )
+            .await
+            .expect("the node answers")
+        }
+    };
+
+    // Codes: three, spread over both nodes; the fourth is refused on either.
+    for node in [&a, &b, &a] {
+        assert_eq!(ask(node, ALICE).await.status, 202);
+    }
+    crate::auth_helpers::assert_rate_limited(&ask(&b, ALICE).await);
+    crate::auth_helpers::assert_rate_limited(&ask(&a, ALICE).await);
+
+    // Guesses: ten wrong ones alternating between the nodes (five a node);
+    // then the right code of a fresh code is refused on either node.
+    for _ in 0..2 {
+        assert_eq!(ask(&a, BOB).await.status, 202);
+        let code = gateway.last_code(BOB);
+        for i in 0..5 {
+            let node = if i % 2 == 0 { &a } else { &b };
+            let wrong = crate::auth_helpers::wrong_code(&code);
+            assert_eq!(verify(node, BOB, &wrong).await.status, 401);
+        }
+    }
+    assert_eq!(ask(&b, BOB).await.status, 202);
+    let code = gateway.last_code(BOB);
+    crate::auth_helpers::assert_rate_limited(&verify(&b, BOB, &code).await);
+    crate::auth_helpers::assert_rate_limited(&verify(&a, BOB, &code).await);
+}

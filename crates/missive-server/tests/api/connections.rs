@@ -257,3 +257,76 @@ async fn past_max_connections_new_clients_wait_and_are_served_once_slots_free() 
     assert!(first[..n].starts_with(b"HTTP/1.1 200"));
     assert_eq!(app.client.healthz().await.expect("healthy").status, 200);
 }
+
+/// Sends `request` raw and returns the whole answer (the server closes the
+/// connection after a request it cannot parse).
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(app.address).await.expect("connects");
+    // The server may answer and close before all of it is written.
+    let _ = stream.write_all(request).await;
+    let received = read_until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the server closes the connection");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Asserts a raw answer has `status` and the `{"code","message"}` body with `code`.
+fn assert_json_error(answer: &str, status: &str, code: &str) {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-type: application/json"), "{answer}");
+    assert!(
+        lower.contains(&format!("content-length: {}", body.len())),
+        "{answer}"
+    );
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(body["code"], code, "{answer}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn requests_hyper_refuses_before_the_router_get_the_json_error_body() {
+    let app = spawn_with_timeouts(1024).await;
+
+    let mut many_headers = b"GET /healthz HTTP/1.1\r\nHost: test\r\n".to_vec();
+    for i in 0..101 {
+        many_headers.extend_from_slice(format!("X-H{i}: a\r\n").as_bytes());
+    }
+    many_headers.extend_from_slice(b"\r\n");
+    assert_json_error(
+        &raw_exchange(&app, &many_headers).await,
+        "431",
+        "headers_too_large",
+    );
+
+    let long_uri = format!(
+        "GET /healthz?{} HTTP/1.1\r\nHost: test\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    assert_json_error(
+        &raw_exchange(&app, long_uri.as_bytes()).await,
+        "431",
+        "headers_too_large",
+    );
+
+    for bad in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\nHost: test\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+    ] {
+        assert_json_error(&raw_exchange(&app, bad).await, "400", "invalid_request");
+    }
+
+    // Ordinary answers are untouched, and the server stays healthy.
+    let mut stream = TcpStream::connect(app.address).await.expect("connects");
+    assert!(
+        raw_get_healthz(&mut stream)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert_eq!(app.client.healthz().await.expect("healthy").status, 200);
+}

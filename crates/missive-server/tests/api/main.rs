@@ -14,6 +14,7 @@ mod errors;
 mod health;
 mod helpers;
 mod login;
+mod login_limits;
 mod messages;
 mod openapi;
 mod pagination;

@@ -423,6 +423,58 @@ async fn resending_with_the_same_client_message_id_returns_the_original_message(
 }
 
 #[tokio::test]
+async fn a_client_message_id_reused_for_another_chat_or_content_is_409_and_stores_nothing() {
+    let app = spawn_app().await;
+    let alice = app.user(ALICE).await;
+    let bob = app.user(BOB).await;
+    app.register(CAROL).await;
+    let keyed = |receiver: Option<&str>, chat_id: Option<Uuid>, content: &str| SendMessageRequest {
+        receiver: receiver.map(str::to_owned),
+        chat_id,
+        content: content.to_owned(),
+        client_message_id: Some("k-1".into()),
+        ..SendMessageRequest::default()
+    };
+    let first = alice
+        .client
+        .send_message(&keyed(Some(BOB), None, "hello"))
+        .await
+        .expect("sent");
+    assert_eq!(first.status, 201);
+    let chat = first.body.chat_id;
+
+    for route in ROUTES {
+        // An exact repeat, by the pair or by the chat id: the original, 201.
+        for repeat in [
+            keyed(Some(BOB), None, "hello"),
+            keyed(None, Some(chat), "hello"),
+        ] {
+            let again = route.send(&alice.client, &repeat).await.expect("sent");
+            assert_eq!(again.status, 201, "{route:?}");
+            assert_eq!((again.body.id, again.body.seq), (first.body.id, 1));
+        }
+        // The key reused for other content or another chat: 409.
+        for reuse in [
+            keyed(Some(BOB), None, "something else"),
+            keyed(None, Some(chat), "something else"),
+            keyed(Some(CAROL), None, "hello"),
+        ] {
+            assert_error(
+                route.send(&alice.client, &reuse).await,
+                409,
+                "idempotency_conflict",
+            );
+        }
+    }
+
+    let listed = bob.messages(chat, 50).await;
+    assert_eq!(listed.len(), 1, "stored once: {listed:?}");
+    assert_eq!(alice.chats().await.len(), 1, "no chat with Carol was made");
+    let next = alice.send_to(BOB, "after").await;
+    assert_eq!(next.seq, 2);
+}
+
+#[tokio::test]
 async fn the_same_client_message_id_from_another_sender_is_another_message() {
     let app = spawn_app().await;
     let alice = app.user(ALICE).await;

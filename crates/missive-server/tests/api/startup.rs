@@ -124,3 +124,90 @@ async fn with_the_check_off_corruption_found_while_serving_gives_503_and_an_unre
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert_eq!(app.get("/healthz").await.status, 200);
 }
+
+/// Startup errors over URLs with passwords: the password never shows, in
+/// any of the forms a URL can carry one.
+#[tokio::test]
+async fn startup_errors_never_show_a_password_of_the_configured_urls() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sqlite = dir.path().join("ok.db");
+    let cases: Vec<(&str, Config)> = vec![
+        (
+            "an unsupported scheme",
+            Config {
+                database_url: "mysql://admin:secretpw@db.invalid/missive".into(),
+                ..config_for(&sqlite)
+            },
+        ),
+        (
+            // Port 1 on loopback: refused at once.
+            "an unreachable PostgreSQL",
+            Config {
+                database_url: "postgres://admin:secretpw@127.0.0.1:1/missive".into(),
+                ..config_for(&sqlite)
+            },
+        ),
+        (
+            "a PostgreSQL password in the query",
+            Config {
+                database_url: "postgresql://admin@127.0.0.1:1/missive?password=secretpw".into(),
+                ..config_for(&sqlite)
+            },
+        ),
+        (
+            "a malformed PostgreSQL URL",
+            Config {
+                database_url: "postgres://admin:secretpw@127.0.0.1:notaport/missive".into(),
+                ..config_for(&sqlite)
+            },
+        ),
+        (
+            "a malformed Redis URL",
+            Config {
+                redis_url: Some("redis://:secretpw@127.0.0.1:notaport/0".into()),
+                ..config_for(&sqlite)
+            },
+        ),
+    ];
+    for (case, config) in cases {
+        let error = build_error(config).await;
+        assert!(!error.contains("secretpw"), "{case}: {error}");
+        assert!(!error.is_empty(), "{case}");
+    }
+}
+
+/// The binary's one ERROR line for a database it cannot reach names the
+/// URL without its password.
+#[tokio::test]
+async fn the_binary_logs_no_password_when_the_database_is_unreachable() {
+    let run = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
+            .env(
+                "DATABASE_URL",
+                "postgres://admin:secretpw@127.0.0.1:1/missive",
+            )
+            .env("REDIS_URL", "redis://:redispw@127.0.0.1:1/0")
+            .env("PORT", "0")
+            .env("BIND", "127.0.0.1")
+            .env("LOG_LEVEL", "DEBUG")
+            .output()
+    });
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the binary gives up within a minute")
+        .expect("the task runs")
+        .expect("the binary runs");
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{logs}");
+    assert!(logs.contains("cannot start"), "{logs}");
+    assert!(
+        logs.contains("127.0.0.1:1"),
+        "names where it failed: {logs}"
+    );
+    assert!(!logs.contains("secretpw"), "{logs}");
+    assert!(!logs.contains("redispw"), "{logs}");
+}

@@ -69,6 +69,7 @@ contract!(
     a_pair_has_one_direct_chat_even_when_creations_race,
     messages_list_newest_first_with_before_after_offset_and_more,
     a_repeated_client_message_id_stores_one_message,
+    a_client_message_id_reused_for_another_chat_or_content_is_a_conflict,
     watermarks_never_move_backwards,
     concurrent_sends_to_one_recipient_number_its_events_without_gaps,
     queued_sends_are_stored_in_queue_order,
@@ -476,6 +477,94 @@ async fn a_repeated_client_message_id_stores_one_message(store: DynStore) {
         .await
         .expect("listed");
     assert_eq!(page.items.len(), 2, "hi and race, once each");
+    assert_eq!(store.event_cursor(b.id).await.expect("reads"), 2);
+}
+
+async fn a_client_message_id_reused_for_another_chat_or_content_is_a_conflict(store: DynStore) {
+    let (a, b, c) = (
+        user(&store, 1).await,
+        user(&store, 2).await,
+        user(&store, 3).await,
+    );
+    let (group, _) = store
+        .create_chat(vec![a.id, b.id, c.id], None)
+        .await
+        .expect("created");
+    let first = store
+        .send_message(message(&a, SendTarget::Direct(b.id), "hi", Some("k1")))
+        .await
+        .expect("stored");
+    let chat = first.message.chat_id;
+
+    // Exact repeats, naming the 1:1 chat by the pair or by its id.
+    for target in [SendTarget::Direct(b.id), SendTarget::Chat(chat)] {
+        let again = store
+            .send_message(message(&a, target, "hi", Some("k1")))
+            .await
+            .expect("a repeat is answered");
+        assert!(again.duplicate);
+        assert_eq!(again.message.id, first.message.id);
+    }
+
+    // Reuses: other content, another pair, a group, a chat that does not
+    // exist (the key is checked before the chat, on every backend).
+    let reuses = [
+        (SendTarget::Direct(b.id), "other content"),
+        (SendTarget::Chat(chat), "other content"),
+        (SendTarget::Direct(c.id), "hi"),
+        (SendTarget::Chat(group.chat.id), "hi"),
+        (SendTarget::Chat(Uuid::now_v7()), "hi"),
+    ];
+    for (target, content) in reuses {
+        let outcome = store
+            .send_message(message(&a, target, content, Some("k1")))
+            .await;
+        assert!(
+            matches!(outcome, Err(StoreError::IdempotencyConflict)),
+            "{target:?} {content:?}: {outcome:?}"
+        );
+    }
+    // Nothing was stored, nobody was told, no 1:1 chat of a and c was made.
+    let (page, _) = store
+        .list_messages(chat, Some(a.id), query(50, 0, MessageCursor::Newest))
+        .await
+        .expect("listed");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(store.event_cursor(b.id).await.expect("reads"), 1);
+    assert_eq!(store.event_cursor(c.id).await.expect("reads"), 0);
+    let chats_of_c = store
+        .list_chats(
+            c.id,
+            missive_server::store::ChatQuery {
+                limit: 10,
+                offset: 0,
+                before: None,
+            },
+        )
+        .await
+        .expect("listed");
+    assert_eq!(chats_of_c.items.len(), 1, "only the group");
+
+    // A new key queued twice back to back (most likely one batch) with
+    // different content: the first is stored, the second refused.
+    let one = store
+        .queue_message(message(&a, SendTarget::Direct(b.id), "x", Some("k2")))
+        .await
+        .expect("queued");
+    let two = store
+        .queue_message(message(&a, SendTarget::Direct(b.id), "y", Some("k2")))
+        .await
+        .expect("queued");
+    let three = store
+        .queue_message(message(&a, SendTarget::Direct(b.id), "x", Some("k2")))
+        .await
+        .expect("queued");
+    let one = one.await.expect("stored");
+    assert!(!one.duplicate);
+    assert!(matches!(two.await, Err(StoreError::IdempotencyConflict)));
+    let three = three.await.expect("a repeat is answered");
+    assert!(three.duplicate);
+    assert_eq!(three.message.id, one.message.id);
     assert_eq!(store.event_cursor(b.id).await.expect("reads"), 2);
 }
 

@@ -3,7 +3,7 @@
 //! and leave the connection usable; the upgrade's identity and `since` checks.
 
 use missive_client::protocol::{ClientFrame, MessageStatus, ServerFrame};
-use missive_client::ws::WsQuery;
+use missive_client::ws::{WsError, WsQuery};
 use missive_server::AuthMode;
 use serde_json::json;
 use uuid::Uuid;
@@ -100,13 +100,13 @@ async fn a_repeated_client_message_id_over_ws_returns_the_original_message_once(
     let mut bob_socket = open_as(&bob).await;
 
     let mut acks = Vec::new();
-    for (reference, content) in [("a", "once"), ("b", "once again")] {
+    for reference in ["a", "b"] {
         alice_socket
             .send(&ClientFrame::Send {
                 reference: Some(reference.into()),
                 chat_id: None,
                 to: Some(BOB.into()),
-                content: content.into(),
+                content: "once".into(),
                 client_message_id: Some("cmid-1".into()),
             })
             .await;
@@ -120,6 +120,57 @@ async fn a_repeated_client_message_id_over_ws_returns_the_original_message_once(
     assert_eq!(bob_socket.next_message().await.0.id, acks[0].id);
     bob_socket.assert_silent().await;
     assert_eq!(bob.messages(acks[0].chat_id, 10).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_client_message_id_reused_over_ws_for_other_content_or_chat_gets_an_error_frame() {
+    let app = spawn_app().await;
+    let alice = app.user(ALICE).await;
+    let bob = app.user(BOB).await;
+    app.register(CAROL).await;
+    let mut alice_socket = open_as(&alice).await;
+    let mut bob_socket = open_as(&bob).await;
+    alice_socket
+        .send(&ClientFrame::Send {
+            reference: Some("first".into()),
+            chat_id: None,
+            to: Some(BOB.into()),
+            content: "once".into(),
+            client_message_id: Some("cmid-1".into()),
+        })
+        .await;
+    let acked = alice_socket.ack("first").await;
+    assert_eq!(bob_socket.next_message().await.0.id, acked.id);
+
+    for (reference, to, content) in [
+        ("other-content", BOB, "once again"),
+        ("other-chat", CAROL, "once"),
+    ] {
+        alice_socket
+            .send(&ClientFrame::Send {
+                reference: Some(reference.into()),
+                chat_id: None,
+                to: Some(to.into()),
+                content: content.into(),
+                client_message_id: Some("cmid-1".into()),
+            })
+            .await;
+        let (frame, _) = alice_socket
+            .until(|frame| matches!(frame, ServerFrame::Error { .. }).then(|| frame.clone()))
+            .await;
+        assert_eq!(
+            error_of(&frame),
+            (
+                Some(reference.to_owned()),
+                "idempotency_conflict".to_owned()
+            )
+        );
+    }
+
+    alice_socket.assert_usable().await;
+    bob_socket.assert_silent().await;
+    assert_eq!(bob.messages(acked.chat_id, 10).await.len(), 1);
+    assert_eq!(alice.chats().await.len(), 1, "no chat with Carol was made");
 }
 
 #[tokio::test]
@@ -331,6 +382,61 @@ async fn a_frame_over_64_kib_gets_frame_too_large_and_the_connection_stays_usabl
     let frame = socket.next().await;
     assert_eq!(error_of(&frame).1, "frame_too_large");
     socket.assert_usable().await;
+}
+
+#[tokio::test]
+async fn a_frame_of_the_protocol_limit_still_gets_frame_too_large_and_the_connection_stays_usable()
+{
+    let app = spawn_app().await;
+    let alice = app.user(ALICE).await;
+    let mut socket = open_as(&alice).await;
+
+    // Exactly 256 KiB: the largest message the protocol layer reads.
+    let mut text = json!({"type": "ping", "pad": ""}).to_string();
+    let pad = "x".repeat(256 * 1024 - text.len());
+    text = json!({"type": "ping", "pad": pad}).to_string();
+    assert_eq!(text.len(), 256 * 1024);
+    socket.send_text(&text).await;
+
+    let frame = socket.next().await;
+    assert_eq!(error_of(&frame).1, "frame_too_large");
+    socket.assert_usable().await;
+}
+
+#[tokio::test]
+async fn a_frame_over_the_protocol_limit_gets_a_1009_close_with_a_reason() {
+    let app = spawn_app().await;
+    let alice = app.user(ALICE).await;
+
+    for size in [256 * 1024 + 1, 300 * 1024, 4 * 1024 * 1024] {
+        let mut socket = open_as(&alice).await;
+        let pad = "x".repeat(size - json!({"type": "ping", "pad": ""}).to_string().len());
+        let text = json!({"type": "ping", "pad": pad}).to_string();
+        assert_eq!(text.len(), size);
+        // The server may close before the whole frame is written: a failed
+        // send is fine, the close frame is what counts.
+        let _ = socket.conn.send_text(&text).await;
+
+        let closed = loop {
+            match socket
+                .conn
+                .next_text(std::time::Duration::from_secs(5))
+                .await
+            {
+                Ok(text) => assert!(!text.contains("\"ack\""), "{text}"),
+                Err(e) => break e,
+            }
+        };
+        match closed {
+            WsError::Closed { code, reason } => {
+                assert_eq!(code, 1009, "{size} bytes: {reason}");
+                assert!(reason.contains("262144"), "{reason}");
+            }
+            other => panic!("{size} bytes: expected a 1009 close, got {other:?}"),
+        }
+    }
+    // The server is fine: a new connection works.
+    open_as(&alice).await.assert_usable().await;
 }
 
 #[tokio::test]

@@ -75,6 +75,18 @@ pub(super) struct ClusterLimits {
     stop: CancellationToken,
 }
 
+/// A lazily connecting Redis connection for the limits, with short timeouts.
+pub(super) fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("REDIS_URL {} is invalid: {e}", crate::config::redact(url)))?;
+    Ok(client.get_connection_manager_lazy(
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(1),
+    )?)
+}
+
 impl ClusterLimits {
     /// Starts the recording task on Redis at `url`, keys under `prefix`.
     pub(super) fn start(
@@ -83,15 +95,7 @@ impl ClusterLimits {
         send: Option<Budget>,
         auth: Option<Budget>,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| {
-            anyhow::anyhow!("REDIS_URL {} is invalid: {e}", crate::startup::redact(url))
-        })?;
-        let conn = client.get_connection_manager_lazy(
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(TIMEOUT))
-                .set_response_timeout(Some(TIMEOUT))
-                .set_number_of_retries(1),
-        )?;
+        let conn = connect(url)?;
         let (records, inbox) = flume::bounded(QUEUE);
         let blocked = Arc::new(Mutex::new(HashMap::new()));
         let stop = CancellationToken::new();

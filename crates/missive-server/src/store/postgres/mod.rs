@@ -105,7 +105,9 @@ async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool
         .get()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+        // The whole chain (down to "connection refused"); `store::open`
+        // names the redacted URL and scrubs the text.
+        .map_err(|e| anyhow::Error::new(e).context("cannot connect to PostgreSQL"))?;
     let tx = client.transaction().await?;
     // Nodes starting at once take turns; the second finds the work done.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

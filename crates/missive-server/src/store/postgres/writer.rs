@@ -2,14 +2,17 @@
 //! bounded channel (up to [`MAX_BATCH`]) and stores them in one transaction
 //! with a fixed number of round trips, whatever the batch size:
 //!
-//! 1. outside the transaction: look up (and create, if missing) the 1:1 chats
-//!    of `Direct` targets, and load the members of every chat of the batch;
-//!    sends to a chat that does not exist or without the sender are refused
-//!    here, alone — the rest of the batch goes on;
+//! 1. outside the transaction: look up earlier sends with the batch's
+//!    `(sender, clientMessageId)` keys first — an exact repeat gets its
+//!    original and a reused key `IdempotencyConflict`, whatever the target
+//!    (as in the SQLite store); then look up (and create, if missing) the 1:1
+//!    chats of the other `Direct` sends, and load the members of every chat
+//!    of the batch; sends to a chat that does not exist or without the sender
+//!    are refused here, alone — the rest of the batch goes on;
 //! 2. `BEGIN`; lock the users of those chats in id order (the global lock
 //!    order, see [`super::sql`]) and the chats, and look up earlier sends
-//!    with the same `(sender, clientMessageId)` — under the sender's lock, so
-//!    no other node can store one meanwhile;
+//!    with the same keys again — under the sender's lock, so no other node
+//!    can store one meanwhile;
 //! 3. number messages (per chat `seq`) and events (per user) in queue order,
 //!    in memory, then insert them with multi-row `INSERT … SELECT unnest(…)`
 //!    and write the counters back, the four statements pipelined;
@@ -117,6 +120,8 @@ fn clone_error(e: &StoreError) -> StoreError {
 
 /// What phase 1 decided for one send.
 enum Plan {
+    /// Answered already: the repeat of a stored send, or a reused key.
+    Answered(Sent),
     /// Refused with a domain error.
     Refused(StoreError),
     /// To store in `chat`, whose members are known.
@@ -127,24 +132,53 @@ enum Plan {
 async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResult<Sent>>> {
     let mut client = pool.get().await?;
 
-    // Phase 1: chats and members (reads, plus 1:1 chats created on first use).
+    // Phase 1a: idempotency keys first, before the target is checked, so that
+    // a retry of a stored send gets its original even if its chat could no
+    // longer take it, and a reused key creates no 1:1 chat. (A send stored
+    // meanwhile by another node is caught again under the locks, phase 2.)
+    let keys = batch_keys(batch);
+    let committed = earlier_sends(&client, &keys).await?;
+    let mut answered: Vec<Option<StoreResult<Sent>>> = batch
+        .iter()
+        .map(|new| {
+            let key = send_key(new)?;
+            let (original, direct) = committed.get(&key)?;
+            Some(if new.repeats(original, direct.as_deref()) {
+                Ok(Sent {
+                    message: original.clone(),
+                    targets: Vec::new(),
+                    duplicate: true,
+                })
+            } else {
+                Err(StoreError::IdempotencyConflict)
+            })
+        })
+        .collect();
+
+    // Phase 1b: chats and members (reads, plus 1:1 chats created on first use).
     // One look-up for every 1:1 chat of the batch; only missing ones (a
     // pair's first message) cost a transaction of their own.
-    let mut keys: Vec<String> = batch
+    let pending = |i: usize| answered[i].is_none();
+    let mut pair_keys: Vec<String> = batch
         .iter()
-        .filter_map(|new| match new.target {
+        .enumerate()
+        .filter(|(i, _)| pending(*i))
+        .filter_map(|(_, new)| match new.target {
             SendTarget::Direct(receiver) => Some(direct_key(new.sender.id, receiver)),
             SendTarget::Chat(_) => None,
         })
         .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut direct: HashMap<String, StoreResult<Uuid>> = sql::find_directs(&client, &keys)
+    pair_keys.sort_unstable();
+    pair_keys.dedup();
+    let mut direct: HashMap<String, StoreResult<Uuid>> = sql::find_directs(&client, &pair_keys)
         .await?
         .into_iter()
         .map(|(key, id)| (key, Ok(id)))
         .collect();
-    for new in batch {
+    for (i, new) in batch.iter().enumerate() {
+        if !pending(i) {
+            continue;
+        }
         if let SendTarget::Direct(receiver) = new.target {
             let key = direct_key(new.sender.id, receiver);
             if let std::collections::hash_map::Entry::Vacant(slot) = direct.entry(key) {
@@ -171,19 +205,29 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
             }
         }
     };
-    let mut chats: Vec<Uuid> = batch.iter().filter_map(|new| chat_of(new).ok()).collect();
+    let mut chats: Vec<Uuid> = batch
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| pending(*i))
+        .filter_map(|(_, new)| chat_of(new).ok())
+        .collect();
     chats.sort_unstable();
     chats.dedup();
     let members = sql::members_of(&client, &chats).await?;
     let plans: Vec<Plan> = batch
         .iter()
-        .map(|new| match chat_of(new) {
-            Err(e) => Plan::Refused(e),
-            Ok(chat) => match members.get(&chat) {
-                Some(list) if list.iter().any(|m| m.user_id == new.sender.id) => {
-                    Plan::Store { chat }
-                }
-                _ => Plan::Refused(StoreError::ChatNotFound),
+        .zip(answered.iter_mut())
+        .map(|(new, answer)| match answer.take() {
+            Some(Ok(sent)) => Plan::Answered(sent),
+            Some(Err(e)) => Plan::Refused(e),
+            None => match chat_of(new) {
+                Err(e) => Plan::Refused(e),
+                Ok(chat) => match members.get(&chat) {
+                    Some(list) if list.iter().any(|m| m.user_id == new.sender.id) => {
+                        Plan::Store { chat }
+                    }
+                    _ => Plan::Refused(StoreError::ChatNotFound),
+                },
             },
         })
         .collect();
@@ -204,14 +248,6 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
     // Phase 2: locks, in the global order (users, then chats).
     let tx = client.transaction().await?;
     let current = sql::lock_users(&tx, &users).await?;
-    let keys: Vec<(Uuid, String)> = batch
-        .iter()
-        .filter_map(|new| {
-            new.client_message_id
-                .as_ref()
-                .map(|k| (new.sender.id, k.as_str().to_owned()))
-        })
-        .collect();
     let (chat_rows, mut earlier, activities) = tokio::try_join!(
         async {
             sql::query(
@@ -249,22 +285,30 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
     let mut chat_order: Vec<Uuid> = Vec::new();
     for (new, plan) in batch.iter().zip(plans) {
         let chat = match plan {
+            Plan::Answered(sent) => {
+                results.push(Ok(sent));
+                continue;
+            }
             Plan::Refused(e) => {
                 results.push(Err(e));
                 continue;
             }
             Plan::Store { chat } => chat,
         };
-        let key = new
-            .client_message_id
-            .as_ref()
-            .map(|k| (new.sender.id, k.as_str().to_owned()));
-        if let Some(original) = key.as_ref().and_then(|k| earlier.get(k)) {
-            results.push(Ok(Sent {
-                message: original.clone(),
-                targets: Vec::new(),
-                duplicate: true,
-            }));
+        let key = send_key(new);
+        if let Some((original, _)) = key.as_ref().and_then(|k| earlier.get(k)) {
+            // Stored by another node since phase 1, or earlier in this batch;
+            // this send's chat is resolved, so "the same chat" is its id.
+            let repeat = original.chat_id == chat && original.content == new.content.as_str();
+            results.push(if repeat {
+                Ok(Sent {
+                    message: original.clone(),
+                    targets: Vec::new(),
+                    duplicate: true,
+                })
+            } else {
+                Err(StoreError::IdempotencyConflict)
+            });
             continue;
         }
         let seq = last_seq
@@ -305,7 +349,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
         chat_order.push(chat);
         if let Some(key) = key {
             // A repeat later in this same batch returns this message.
-            earlier.insert(key, message.clone());
+            earlier.insert(key, (message.clone(), None));
         }
         results.push(Ok(Sent {
             message,
@@ -348,6 +392,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
 
 fn refused(plan: Plan) -> StoreResult<Sent> {
     match plan {
+        Plan::Answered(sent) => Ok(sent),
         Plan::Refused(e) => Err(e),
         Plan::Store { .. } => Err(StoreError::Internal("a send was not planned".into())),
     }
@@ -362,19 +407,35 @@ fn same_domain_error(e: &StoreError) -> StoreError {
     }
 }
 
+/// The idempotency key of a send: `(sender, clientMessageId)`.
+fn send_key(new: &NewMessage) -> Option<(Uuid, String)> {
+    new.client_message_id
+        .as_ref()
+        .map(|k| (new.sender.id, k.as_str().to_owned()))
+}
+
+/// The idempotency keys of a batch.
+fn batch_keys(batch: &[&NewMessage]) -> Vec<(Uuid, String)> {
+    batch.iter().filter_map(|new| send_key(new)).collect()
+}
+
+/// A stored message and the direct key of its chat (`None` for a group).
+type Original = (Message, Option<String>);
+
 /// Earlier sends of the batch's `(sender, clientMessageId)` keys, with their
-/// current status.
-async fn earlier_sends(
-    tx: &deadpool_postgres::Transaction<'_>,
+/// current status and their chat's direct key.
+async fn earlier_sends<C: deadpool_postgres::GenericClient>(
+    tx: &C,
     keys: &[(Uuid, String)],
-) -> StoreResult<HashMap<(Uuid, String), Message>> {
+) -> StoreResult<HashMap<(Uuid, String), Original>> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
     let unique: HashSet<&(Uuid, String)> = keys.iter().collect();
     let (senders, ids): (Vec<Uuid>, Vec<String>) = unique.into_iter().cloned().unzip();
     let sql_text = format!(
-        "SELECT {MESSAGE_COLUMNS}, m.sender_id FROM messages m JOIN users u ON u.id = m.sender_id
+        "SELECT {MESSAGE_COLUMNS}, m.sender_id, c.direct_key FROM messages m
+         JOIN users u ON u.id = m.sender_id JOIN chats c ON c.id = m.chat_id
          JOIN unnest($1::uuid[], $2::text[]) AS k(sender, cmid)
            ON m.sender_id = k.sender AND m.client_message_id = k.cmid"
     );
@@ -386,20 +447,21 @@ async fn earlier_sends(
     for row in &rows {
         let message = sql::message_from_row(row)?;
         let sender: Uuid = row.try_get(7)?;
-        found.push((sender, message));
+        let direct: Option<String> = row.try_get(8)?;
+        found.push((sender, message, direct));
     }
-    let mut chats: Vec<Uuid> = found.iter().map(|(_, m)| m.chat_id).collect();
+    let mut chats: Vec<Uuid> = found.iter().map(|(_, m, _)| m.chat_id).collect();
     chats.sort_unstable();
     chats.dedup();
     let members = sql::members_of(tx, &chats).await?;
     Ok(found
         .into_iter()
-        .filter_map(|(sender, mut message)| {
+        .filter_map(|(sender, mut message, direct)| {
             if let Some(list) = members.get(&message.chat_id) {
                 message.status = status_of(list, &message.sender, message.seq);
             }
             let key = message.client_message_id.clone()?;
-            Some(((sender, key), message))
+            Some(((sender, key), (message, direct)))
         })
         .collect())
 }

@@ -424,33 +424,44 @@ fn append_event(conn: &Connection, user: Uuid, event: &Event<'_>) -> StoreResult
     Ok(seq)
 }
 
-fn existing_send(conn: &Connection, new: &NewMessage) -> StoreResult<Option<Message>> {
+/// The stored message of the send's `(sender, clientMessageId)`, if any,
+/// with the direct key of its chat (to tell an exact repeat from a reuse).
+fn existing_send(
+    conn: &Connection,
+    new: &NewMessage,
+) -> StoreResult<Option<(Message, Option<String>)>> {
     let Some(key) = &new.client_message_id else {
         return Ok(None);
     };
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+        "SELECT {MESSAGE_COLUMNS}, c.direct_key FROM messages m
+         JOIN users u ON u.id = m.sender_id JOIN chats c ON c.id = m.chat_id
          WHERE m.sender_id = ?1 AND m.client_message_id = ?2"
     );
     let found = conn
         .prepare_cached(&sql)?
-        .query_row(
-            params![new.sender.id.to_string(), key.as_str()],
-            message_from_row,
-        )
+        .query_row(params![new.sender.id.to_string(), key.as_str()], |row| {
+            Ok((message_from_row(row)?, row.get::<_, Option<String>>(7)?))
+        })
         .optional()?;
     match found {
-        Some(mut message) => {
+        Some((mut message, direct)) => {
             let members = members(conn, message.chat_id)?;
             message.status = status_of(&members, &message.sender, message.seq);
-            Ok(Some(message))
+            Ok(Some((message, direct)))
         }
         None => Ok(None),
     }
 }
 
 pub fn send_message(conn: &Connection, new: &NewMessage) -> StoreResult<Sent> {
-    if let Some(message) = existing_send(conn, new)? {
+    // The key first, before the target is checked: a retry of a stored send
+    // gets its original even if the chat could no longer take it.
+    if let Some((message, direct)) = existing_send(conn, new)? {
+        if !new.repeats(&message, direct.as_deref()) {
+            // Refused before any write, so the batch needs no rollback.
+            return Err(StoreError::IdempotencyConflict);
+        }
         return Ok(Sent {
             message,
             targets: Vec::new(),
