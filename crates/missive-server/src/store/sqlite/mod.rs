@@ -3,6 +3,7 @@
 //! An in-memory database (`sqlite::memory:`) has a single connection, so its
 //! reads go through the writer too.
 
+mod cache;
 mod checkpoint;
 mod health;
 mod sql;
@@ -139,7 +140,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut cache::Cache) -> StoreResult<T> + Send + 'static,
     {
         self.health.observe(self.writer()?.write(work).await)
     }
@@ -151,7 +152,7 @@ impl SqliteStore {
     {
         match &self.readers {
             Some(pool) => self.health.observe(pool.run(work).await),
-            None => self.write(work).await,
+            None => self.write(move |conn, _| work(conn)).await,
         }
     }
 }
@@ -278,7 +279,7 @@ impl Store for SqliteStore {
         // A real write through the writer (batched with the traffic): a full
         // disk or a failing fsync shows here, where a SELECT would still answer.
         let outcome = self
-            .write(|conn| {
+            .write(|conn, _| {
                 conn.prepare_cached("UPDATE health SET checked_at = ?1 WHERE id = 1")?
                     .execute([crate::domain::now_ms()])?;
                 Ok(())
@@ -289,7 +290,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
-        self.write(move |conn| sql::insert_user(conn, &new)).await
+        self.write(move |conn, _| sql::insert_user(conn, &new))
+            .await
     }
 
     async fn user_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<User>> {
@@ -309,22 +311,23 @@ impl Store for SqliteStore {
     }
 
     async fn add_token(&self, user: Uuid, token_hash: String) -> StoreResult<()> {
-        self.write(move |conn| sql::add_token(conn, user, &token_hash))
+        self.write(move |conn, _| sql::add_token(conn, user, &token_hash))
             .await
     }
 
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
         let hash = token_hash.to_owned();
-        self.write(move |conn| sql::revoke_token(conn, &hash)).await
+        self.write(move |conn, _| sql::revoke_token(conn, &hash))
+            .await
     }
 
     async fn put_login_code(&self, code: LoginCode) -> StoreResult<()> {
-        self.write(move |conn| sql::put_login_code(conn, &code))
+        self.write(move |conn, _| sql::put_login_code(conn, &code))
             .await
     }
 
     async fn redeem_login_code(&self, attempt: CodeAttempt) -> StoreResult<Redeemed> {
-        self.write(move |conn| sql::redeem_login_code(conn, &attempt))
+        self.write(move |conn, _| sql::redeem_login_code(conn, &attempt))
             .await
     }
 
@@ -333,7 +336,7 @@ impl Store for SqliteStore {
         participants: Vec<Uuid>,
         viewer: Option<Uuid>,
     ) -> StoreResult<(ChatView, bool)> {
-        self.write(move |conn| sql::create_chat(conn, &participants, viewer))
+        self.write(move |conn, cache| sql::create_chat(conn, cache, &participants, viewer))
             .await
     }
 
@@ -350,7 +353,7 @@ impl Store for SqliteStore {
     async fn queue_message(&self, new: NewMessage) -> StoreResult<Committing<Sent>> {
         let committed = self
             .writer()?
-            .submit(move |conn| sql::send_message(conn, &new))
+            .submit(move |conn, cache| sql::send_message(conn, cache, &new))
             .await?;
         let health = self.health.clone();
         Ok(Box::pin(async move { health.observe(committed.await) }))
@@ -373,8 +376,15 @@ impl Store for SqliteStore {
             return Ok((page, None));
         };
         let receipt = self
-            .write(move |conn| {
-                sql::mark_status(conn, chat_id, viewer, newest, MessageStatus::Delivered)
+            .write(move |conn, cache| {
+                sql::mark_status(
+                    conn,
+                    cache,
+                    chat_id,
+                    viewer,
+                    newest,
+                    MessageStatus::Delivered,
+                )
             })
             .await?;
         let members = self.read(move |conn| sql::members(conn, chat_id)).await?;
@@ -389,8 +399,10 @@ impl Store for SqliteStore {
         message_id: Uuid,
         status: MessageStatus,
     ) -> StoreResult<Receipt> {
-        self.write(move |conn| sql::mark_status(conn, chat_id, user, message_id, status))
-            .await
+        self.write(move |conn, cache| {
+            sql::mark_status(conn, cache, chat_id, user, message_id, status)
+        })
+        .await
     }
 
     async fn event_cursor(&self, user: Uuid) -> StoreResult<i64> {

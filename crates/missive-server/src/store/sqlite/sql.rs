@@ -5,6 +5,7 @@ use missive_protocol::{Chat, Message, MessageStatus, User};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::cache::Cache;
 use crate::domain::chat::{Member, direct_key, refresh_statuses, status_of};
 use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
@@ -243,56 +244,48 @@ pub fn chat_view(conn: &Connection, chat_id: Uuid, viewer: Option<Uuid>) -> Stor
     })
 }
 
-/// The next value of the global activity counter (the writer is the only caller).
-fn next_activity(conn: &Connection) -> StoreResult<i64> {
-    Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(activity), 0) + 1 FROM chats")?
-        .query_row([], |r| r.get(0))?)
-}
-
 fn insert_chat(
     conn: &Connection,
+    cache: &mut Cache,
     participants: &[Uuid],
     direct: Option<String>,
 ) -> StoreResult<Uuid> {
     let id = Uuid::now_v7();
-    let activity = next_activity(conn)?;
+    let activity = cache.next_activity(conn)?;
     conn.prepare_cached(
         "INSERT INTO chats (id, direct_key, created_at, activity) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![id.to_string(), direct, now_ms(), activity])?;
+    .execute(params![
+        id.to_string(),
+        direct.as_deref(),
+        now_ms(),
+        activity
+    ])?;
     let mut add = conn.prepare_cached(
         "INSERT INTO chat_members (chat_id, user_id, position) VALUES (?1, ?2, ?3)",
     )?;
     for (position, user) in participants.iter().enumerate() {
         add.execute(params![id.to_string(), user.to_string(), position as i64])?;
     }
+    cache.created_chat(id, participants, direct.as_deref(), activity);
     Ok(id)
-}
-
-fn find_direct(conn: &Connection, key: &str) -> StoreResult<Option<Uuid>> {
-    let id: Option<String> = conn
-        .prepare_cached("SELECT id FROM chats WHERE direct_key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?;
-    id.map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Internal(e.to_string())))
-        .transpose()
 }
 
 pub fn create_chat(
     conn: &Connection,
+    cache: &mut Cache,
     participants: &[Uuid],
     viewer: Option<Uuid>,
 ) -> StoreResult<(ChatView, bool)> {
     if let [a, b] = participants {
         let key = direct_key(*a, *b);
-        if let Some(existing) = find_direct(conn, &key)? {
+        if let Some(existing) = cache.direct(conn, &key)? {
             return Ok((chat_view(conn, existing, viewer)?, false));
         }
-        let id = insert_chat(conn, participants, Some(key))?;
+        let id = insert_chat(conn, cache, participants, Some(key))?;
         return Ok((chat_view(conn, id, viewer)?, true));
     }
-    let id = insert_chat(conn, participants, None)?;
+    let id = insert_chat(conn, cache, participants, None)?;
     Ok((chat_view(conn, id, viewer)?, true))
 }
 
@@ -393,7 +386,12 @@ struct Event<'a> {
 }
 
 /// Appends an event to `user`'s log and returns its sequence number.
-fn append_event(conn: &Connection, user: Uuid, event: &Event<'_>) -> StoreResult<i64> {
+fn append_event(
+    conn: &Connection,
+    cache: &mut Cache,
+    user: Uuid,
+    event: &Event<'_>,
+) -> StoreResult<i64> {
     let Event {
         kind,
         chat_id,
@@ -402,11 +400,7 @@ fn append_event(conn: &Connection, user: Uuid, event: &Event<'_>) -> StoreResult
         actor,
         at,
     } = *event;
-    let seq: i64 = conn
-        .prepare_cached(
-            "UPDATE users SET event_seq = event_seq + 1 WHERE id = ?1 RETURNING event_seq",
-        )?
-        .query_row([user.to_string()], |r| r.get(0))?;
+    let seq = cache.next_event(conn, user)?;
     conn.prepare_cached(
         "INSERT INTO events (user_id, seq, kind, chat_id, message_id, status, actor, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -454,7 +448,7 @@ fn existing_send(
     }
 }
 
-pub fn send_message(conn: &Connection, new: &NewMessage) -> StoreResult<Sent> {
+pub fn send_message(conn: &Connection, cache: &mut Cache, new: &NewMessage) -> StoreResult<Sent> {
     // The key first, before the target is checked: a retry of a stored send
     // gets its original even if the chat could no longer take it.
     if let Some((message, direct)) = existing_send(conn, new)? {
@@ -473,17 +467,18 @@ pub fn send_message(conn: &Connection, new: &NewMessage) -> StoreResult<Sent> {
         SendTarget::Chat(id) => id,
         SendTarget::Direct(receiver) => {
             let key = direct_key(sender, receiver);
-            match find_direct(conn, &key)? {
+            match cache.direct(conn, &key)? {
                 Some(id) => id,
-                None => insert_chat(conn, &[sender, receiver], Some(key))?,
+                None => insert_chat(conn, cache, &[sender, receiver], Some(key))?,
             }
         }
     };
-    let members = members_for(conn, chat_id, Some(sender))?;
-    let activity = next_activity(conn)?;
-    let seq: i64 = conn
-        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, activity = ?2 WHERE id = ?1 RETURNING last_seq")?
-        .query_row(params![chat_id.to_string(), activity], |r| r.get(0))?;
+    // Membership and counters from the writer's cache: no read-modify-write.
+    let members = match cache.chat(conn, chat_id)? {
+        Some(chat) if chat.members.contains(&sender) => chat.members.clone(),
+        _ => return Err(StoreError::ChatNotFound),
+    };
+    let seq = cache.next_message(conn, chat_id)?;
     let id = Uuid::now_v7();
     let now = now_ms();
     let client_message_id = new
@@ -513,7 +508,7 @@ pub fn send_message(conn: &Connection, new: &NewMessage) -> StoreResult<Sent> {
     };
     let events = members
         .iter()
-        .map(|m| append_event(conn, m.user_id, &event).map(|s| (m.user_id, s)))
+        .map(|m| append_event(conn, cache, *m, &event).map(|s| (*m, s)))
         .collect::<StoreResult<Vec<_>>>()?;
     let message = Message {
         id,
@@ -605,6 +600,7 @@ fn message_by_id(conn: &Connection, id: Uuid) -> StoreResult<Message> {
 
 pub fn mark_status(
     conn: &Connection,
+    cache: &mut Cache,
     chat_id: Uuid,
     user: Uuid,
     message_id: Uuid,
@@ -645,7 +641,7 @@ pub fn mark_status(
             at: now,
         };
         for other in members.iter().filter(|m| m.user_id != user) {
-            let cursor = append_event(conn, other.user_id, &event)?;
+            let cursor = append_event(conn, cache, other.user_id, &event)?;
             events.push((other.user_id, cursor));
         }
     }

@@ -14,6 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::Cache;
 use crate::store::{StoreError, StoreResult};
 
 /// Most jobs applied in one transaction.
@@ -25,7 +26,7 @@ pub const INBOX: usize = 4096;
 pub trait Job: Send {
     /// Applies the job; `Err` when it failed in a way that may have left partial
     /// writes, so that the batch must be rolled back.
-    fn run(&mut self, conn: &Connection) -> Result<(), String>;
+    fn run(&mut self, conn: &Connection, cache: &mut Cache) -> Result<(), String>;
     /// Reports the outcome once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
@@ -40,13 +41,13 @@ struct ClosureJob<T, F> {
 impl<T, F> Job for ClosureJob<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+    F: FnOnce(&Connection, &mut Cache) -> StoreResult<T> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> Result<(), String> {
+    fn run(&mut self, conn: &Connection, cache: &mut Cache) -> Result<(), String> {
         let Some(work) = self.work.take() else {
             return Err("a write job ran twice".into());
         };
-        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn, cache)))
             .unwrap_or_else(|_| Err(StoreError::Internal("a write job panicked".into())));
         let abort = match &result {
             Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_))) => Err(e.to_string()),
@@ -89,7 +90,7 @@ impl WriterHandle {
     pub async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut Cache) -> StoreResult<T> + Send + 'static,
     {
         self.submit(work).await?.await
     }
@@ -99,7 +100,7 @@ impl WriterHandle {
     pub async fn submit<T, F>(&self, work: F) -> StoreResult<Committed<T>>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut Cache) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = ClosureJob {
@@ -137,6 +138,7 @@ impl<T> Future for Committed<T> {
 
 fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut cache = Cache::default();
     while let Some(first) = inbox.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -145,7 +147,7 @@ fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let commit = apply(&conn, &mut batch);
+        let commit = apply(&conn, &mut cache, &mut batch);
         if let Err(e) = &commit {
             tracing::error!(error = %e, jobs = batch.len(), "write batch failed");
         } else {
@@ -158,8 +160,9 @@ fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
     tracing::debug!("sqlite writer stopped");
 }
 
-/// Applies a batch in one transaction.
-fn apply(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+/// Applies a batch in one transaction; the cache's counters are written back
+/// just before `COMMIT`, and a failed batch drops the cache with the rollback.
+fn apply(conn: &Connection, cache: &mut Cache, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     // The fixed statements are prepared once and reused from the cache.
     let run = |sql: &str| {
         conn.prepare_cached(sql)
@@ -168,13 +171,16 @@ fn apply(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
             .map_err(|e| e.to_string())
     };
     run("BEGIN IMMEDIATE")?;
-    let result = batch
-        .iter_mut()
-        .try_for_each(|job| job.run(conn))
+    let result = cache
+        .begin(conn)
+        .map_err(|e| e.to_string())
+        .and_then(|()| batch.iter_mut().try_for_each(|job| job.run(conn, cache)))
+        .and_then(|()| cache.flush(conn).map_err(|e| e.to_string()))
         .and_then(|()| run("COMMIT"));
     if result.is_err() {
         // Best effort: the transaction may already be gone.
         let _ = conn.execute_batch("ROLLBACK");
+        cache.clear();
     }
     result
 }
@@ -188,7 +194,7 @@ mod tests {
     ) -> (Box<dyn Job>, oneshot::Receiver<StoreResult<T>>) {
         let (reply, answer) = oneshot::channel();
         let job = ClosureJob {
-            work: Some(work),
+            work: Some(move |conn: &Connection, _: &mut Cache| work(conn)),
             result: None,
             reply,
         };
@@ -227,7 +233,7 @@ mod tests {
         let (c, c_answer) = job(insert(3));
         let mut batch = vec![a, b, c];
 
-        let commit = apply(&conn, &mut batch);
+        let commit = apply(&conn, &mut Cache::default(), &mut batch);
         for job in batch {
             job.finish(commit.clone());
         }
@@ -253,7 +259,7 @@ mod tests {
         let (c, c_answer) = job(insert(3));
         let mut batch = vec![a, b, c];
 
-        let commit = apply(&conn, &mut batch);
+        let commit = apply(&conn, &mut Cache::default(), &mut batch);
         for job in batch {
             job.finish(commit.clone());
         }
@@ -275,7 +281,7 @@ mod tests {
         // The connection is usable again afterwards.
         let (d, _) = job(insert(4));
         let mut next = vec![d];
-        assert_eq!(apply(&conn, &mut next), Ok(()));
+        assert_eq!(apply(&conn, &mut Cache::default(), &mut next), Ok(()));
         assert_eq!(rows(&conn), vec![4]);
     }
 
@@ -284,7 +290,7 @@ mod tests {
         let conn = table();
         let (a, a_answer) = job(|_: &Connection| -> StoreResult<()> { panic!("bug") });
         let mut batch = vec![a];
-        let commit = apply(&conn, &mut batch);
+        let commit = apply(&conn, &mut Cache::default(), &mut batch);
         for job in batch {
             job.finish(commit.clone());
         }
