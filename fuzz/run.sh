@@ -36,7 +36,9 @@ for target in $(cargo fuzz list); do
       "$work/corpus/$target" "fuzz/corpus/$target" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$log" 2>&1; then
-    tail -n 60 "$log"
+    # The panic message and libFuzzer's verdict (the backtrace is in between).
+    grep -A3 -m1 'panicked at' "$log" || true
+    grep -E '^(SUMMARY|MS:|Base64:)|Test unit written|ERROR: libFuzzer' "$log" || tail -n 40 "$log"
     echo "fuzz: target $target FAILED; the input is in fuzz/artifacts/$target/"
     exit 1
   fi
