@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-ci bruno workflows changelog openapi schemathesis clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci fuzz bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-ci bruno workflows changelog openapi schemathesis clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,12 @@ lint: ## Formatting check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-ci: lint test ## What CI runs
+ci: lint test fuzz ## What CI runs
+
+FUZZ_SECONDS ?= 30
+
+fuzz: ## Fuzz the parsers and validators, FUZZ_SECONDS (30) per target (installs cargo-fuzz if missing)
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 # Where cargo puts the release binaries (CI keeps its target dir outside the clone).
 BENCH_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release

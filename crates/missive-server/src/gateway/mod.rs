@@ -174,8 +174,9 @@ pub(crate) async fn upgrade(
         }))
 }
 
-/// A cursor is the decimal number of an event of the user's log.
-fn parse_cursor(raw: &str) -> Result<i64, ApiError> {
+/// Parses `since=` of `GET /ws`: a cursor is the decimal number of an event
+/// of the user's log. Public only so that the fuzz targets (`fuzz/`) reach it.
+pub fn parse_cursor(raw: &str) -> Result<i64, ApiError> {
     raw.trim()
         .parse::<i64>()
         .ok()

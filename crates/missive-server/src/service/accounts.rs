@@ -18,8 +18,9 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 /// How long a client should wait after burning a code (it must request a new one).
 const BURNED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Trims; blank means none; at most 64 printable characters.
-fn parse_display_name(raw: Option<String>) -> Result<Option<String>, Error> {
+/// Validates a `displayName`: trims; blank means none; at most 64 printable
+/// characters. Public only so that the fuzz targets (`fuzz/`) reach it.
+pub fn parse_display_name(raw: Option<String>) -> Result<Option<String>, Error> {
     let Some(name) = raw.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else {
         return Ok(None);
     };

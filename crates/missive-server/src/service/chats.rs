@@ -94,11 +94,21 @@ mod tests {
         let ok =
             parse_participants(&["+1234567890".into(), " +0987654321 ".into()]).expect("valid");
         assert_eq!(ok[1].as_str(), "+0987654321");
-        let cases: [(&[&str], &str); 4] = [
+        let cases: [(&[&str], &str); 6] = [
             (&["+1234567890"], "invalid_participants"),
             (&["+1234567890", "+1234567890"], "invalid_participants"),
             (&["+1234567890", " +1234567890"], "invalid_participants"),
             (&["+1234567890", "nope"], "invalid_phone_number"),
+            // The first problem in list order decides (found by fuzz target
+            // request_bodies: a duplicate before an invalid number).
+            (
+                &["+123457890", "+123457890", "+09876543)1"],
+                "invalid_participants",
+            ),
+            (
+                &["+123457890", "+09876543)1", "+123457890"],
+                "invalid_phone_number",
+            ),
         ];
         for (raw, code) in cases {
             let raw: Vec<String> = raw.iter().map(|s| s.to_string()).collect();
