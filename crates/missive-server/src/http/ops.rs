@@ -3,14 +3,14 @@
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use missive_protocol::ErrorBody;
 
-use super::error::ApiError;
+use super::error::InternalCause;
 use super::openapi::Health;
 use crate::state::AppState;
 
@@ -120,21 +120,36 @@ pub(crate) async fn healthz() -> Json<Value> {
     tag = "ops",
     responses(
         (status = 200, description = "Ready.", body = Health, example = json!({"status": "ready", "store": "ok", "bus": "local"})),
-        (status = 503, description = "`unavailable`: the database does not answer (or is corrupt).", body = ErrorBody),
+        (status = 503, description = "`unavailable`: writes do not commit (database down, disk full, corrupt). The body is the error body plus the readiness fields.", body = ErrorBody, example = json!({"status": "unavailable", "store": "down", "bus": "local", "code": "unavailable", "message": "the store cannot commit writes"})),
     ),
     security(())
 )]
-pub(crate) async fn readyz(
-    State(state): State<AppState>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    state
-        .service
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("readiness: {e}")))?;
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let bus = state.bus.health().as_str();
-    Ok((
-        StatusCode::OK,
-        Json(json!({"status": "ready", "store": "ok", "bus": bus})),
-    ))
+    match state.service.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "store": "ok", "bus": bus})),
+        )
+            .into_response(),
+        Err(e) => {
+            // The readiness fields and the API's error body in one object;
+            // the cause goes to the request log only.
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "unavailable",
+                    "store": "down",
+                    "bus": bus,
+                    "code": "unavailable",
+                    "message": "the store cannot commit writes",
+                })),
+            )
+                .into_response();
+            response
+                .extensions_mut()
+                .insert(InternalCause(format!("readiness: {e}")));
+            response
+        }
+    }
 }

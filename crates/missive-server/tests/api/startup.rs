@@ -122,6 +122,10 @@ async fn with_the_check_off_corruption_found_while_serving_gives_503_and_an_unre
     assert_eq!(register.status, 503, "{}", register.body);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.body);
+    let body: serde_json::Value = serde_json::from_str(&ready.body).expect("JSON");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["store"], "down");
+    assert_eq!(body["code"], "unavailable");
     assert_eq!(app.get("/healthz").await.status, 200);
 }
 
