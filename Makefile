@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci fuzz bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-ci bruno workflows changelog openapi schemathesis clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci fuzz bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-cluster soak-ci bruno workflows changelog openapi schemathesis clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,9 +68,14 @@ soak: ## 30-minute soak with a SIGKILL every 5 minutes (release build; writes so
 	$(CARGO) build --release -p missive-server -p missive-bench
 	$(BENCH) soak --minutes 30 --idle 2000 --pairs 100 --chaos --chart soak.svg
 
-soak-ci: ## The 2-minute soak CI runs: kills every 30 s, zero loss and zero duplicates required
+soak-cluster: ## 30-minute soak on two nodes (PostgreSQL + Redis), killing one node at a time every 5 minutes
+	$(CARGO) build --release -p missive-server -p missive-bench
+	$(BENCH) --cluster soak --minutes 30 --idle 2000 --pairs 100 --chaos --chart soak-cluster.svg
+
+soak-ci: ## The soaks CI runs: 2 minutes on one node (a kill every 30 s), 1 minute on two nodes (a kill every 15 s); zero loss and zero duplicates required
 	$(CARGO) build --release -p missive-server -p missive-bench
 	$(BENCH) soak --minutes 2 --idle 300 --pairs 20 --rate 5 --chaos --chaos-every-minutes 0.5 --sample-seconds 10 --drain-seconds 30
+	$(BENCH) --cluster soak --minutes 1 --idle 200 --pairs 20 --rate 5 --chaos --chaos-every-minutes 0.25 --sample-seconds 10 --drain-seconds 30
 
 bruno: ## Run the Bruno collection (docs/bruno) against a fresh debug server (installs @usebruno/cli if missing)
 	$(CARGO) build -p missive-server

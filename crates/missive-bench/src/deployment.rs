@@ -154,7 +154,7 @@ impl Deployment {
 }
 
 /// Runs one statement on the admin connection.
-async fn admin_execute(admin_url: &str, statement: &str) -> anyhow::Result<()> {
+pub async fn admin_execute(admin_url: &str, statement: &str) -> anyhow::Result<()> {
     let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
         .context("connecting to PostgreSQL")?;
@@ -166,7 +166,7 @@ async fn admin_execute(admin_url: &str, statement: &str) -> anyhow::Result<()> {
 }
 
 /// Deletes the keys matching `pattern` (SCAN, never KEYS: Redis is shared).
-async fn delete_keys(url: &str, pattern: &str) -> anyhow::Result<()> {
+pub async fn delete_keys(url: &str, pattern: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
     let mut connection = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli) -> anyhow::Result<bool> {
     if let Scenario::Soak(args) = &cli.scenario {
         // The soak manages its own server: it kills and restarts it.
-        return soak::run(&cli.server_bin, args).await;
+        return soak::run(&cli.server_bin, args, &cli.deployment).await;
     }
     let deadline = Instant::now() + Duration::from_secs_f64(cli.max_seconds.max(1.0));
     let args = match &cli.scenario {
@@ -117,7 +117,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
                     anyhow::anyhow!("the cluster check took longer than {}s", cli.max_seconds)
                 })?;
         }
-        Scenario::Idle(_) | Scenario::Http(_) | Scenario::Soak(_) if cli.deployment.cluster => {
+        Scenario::Idle(_) | Scenario::Http(_) if cli.deployment.cluster => {
             anyhow::bail!("--cluster applies to the ws scenario only");
         }
         other => other,

@@ -10,7 +10,11 @@
 //! acknowledged with the same `clientMessageId`, so the server stores each
 //! message once whatever happens.
 //!
-//! What it reports: per sample window, the server's RSS and open descriptors,
+//! With `--cluster` it runs two nodes on a fresh PostgreSQL database and a
+//! unique Redis prefix; each client has a home node and fails over to the
+//! other when its node is gone, and `--chaos` kills one node at a time.
+//!
+//! What it reports: per sample window, the servers' RSS and open descriptors,
 //! messages delivered and the p99 of send → recipient latency; at the end,
 //! every acknowledged message missing at its recipient (lost) and every
 //! message id a client saw twice (duplicates). It fails on either.
@@ -83,11 +87,13 @@ const WINDOW: usize = 64;
 /// Connections opened at once during setup.
 const CONNECT_CONCURRENCY: usize = 64;
 
-/// The server process: restartable on the same port and database.
+/// A server process: restartable on the same port and database.
 struct Node {
     bin: PathBuf,
     port: u16,
     database_url: String,
+    /// `REDIS_URL` and `REDIS_PREFIX` of a cluster node.
+    redis: Option<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -104,7 +110,12 @@ impl Node {
             .append(true)
             .open(&self.log)
             .context("opening the server log")?;
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        match &self.redis {
+            Some((url, prefix)) => command.env("REDIS_URL", url).env("REDIS_PREFIX", prefix),
+            None => command.env_remove("REDIS_URL"),
+        };
+        let child = command
             .env("PORT", self.port.to_string())
             .env("BIND", "127.0.0.1")
             .env("DATABASE_URL", &self.database_url)
@@ -112,7 +123,6 @@ impl Node {
             .env("AUTH_RATE_LIMIT", "0")
             .env("LOG_LEVEL", "WARN")
             .env("AUTH_MODE", "open")
-            .env_remove("REDIS_URL")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -215,25 +225,101 @@ struct Sample {
     kills: u64,
 }
 
-/// Runs the soak: starts its own server (restartable), drives the load, reports.
-pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
+/// What a cluster soak made in PostgreSQL and Redis, removed at the end.
+struct Made {
+    admin_url: String,
+    database: String,
+    redis_url: String,
+    prefix: String,
+}
+
+impl Made {
+    async fn remove(self) {
+        let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database);
+        if let Err(e) = crate::deployment::admin_execute(&self.admin_url, &drop).await {
+            eprintln!("warning: could not drop {}: {e:#}", self.database);
+        }
+        if let Err(e) =
+            crate::deployment::delete_keys(&self.redis_url, &format!("{}:*", self.prefix)).await
+        {
+            eprintln!("warning: could not delete {}:*: {e:#}", self.prefix);
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs the soak: starts its own server(s) (restartable), drives the load, reports.
+pub async fn run(
+    bin: &Path,
+    args: &SoakArgs,
+    deployment: &crate::deployment::DeploymentArgs,
+) -> anyhow::Result<bool> {
     let dir = tempfile::Builder::new()
         .prefix("missive-soak")
         .tempdir()
         .context("creating the temporary directory")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut node = Node {
-        bin: bin.to_owned(),
-        port,
-        database_url: format!("sqlite://{}", dir.path().join("soak.db").display()),
-        log: dir.path().join("server.log"),
-        child: None,
-    };
-    node.start().await?;
-    let base = node.base();
-    eprintln!("soak: server at {base}, pid {:?}", node.pid());
+    let mut made = None;
+    let mut nodes = Vec::new();
+    if deployment.cluster {
+        let database = format!("missive_soak_{}", Uuid::now_v7().simple());
+        crate::deployment::admin_execute(
+            &deployment.postgres_url,
+            &format!("CREATE DATABASE \"{database}\""),
+        )
+        .await
+        .with_context(|| format!("creating database {database}"))?;
+        let mut url = reqwest::Url::parse(&deployment.postgres_url)?;
+        url.set_path(&format!("/{database}"));
+        let prefix = format!("missive-soak-{}", Uuid::now_v7().simple());
+        for name in ["a", "b"] {
+            nodes.push(Node {
+                bin: bin.to_owned(),
+                port: free_port()?,
+                database_url: url.to_string(),
+                redis: Some((deployment.redis_url.clone(), prefix.clone())),
+                log: dir.path().join(format!("node-{name}.log")),
+                child: None,
+            });
+        }
+        made = Some(Made {
+            admin_url: deployment.postgres_url.clone(),
+            database,
+            redis_url: deployment.redis_url.clone(),
+            prefix,
+        });
+    } else {
+        nodes.push(Node {
+            bin: bin.to_owned(),
+            port: free_port()?,
+            database_url: format!("sqlite://{}", dir.path().join("soak.db").display()),
+            redis: None,
+            log: dir.path().join("server.log"),
+            child: None,
+        });
+    }
+    let outcome = soak(&mut nodes, args).await;
+    for node in &mut nodes {
+        node.kill();
+    }
+    if let Some(made) = made {
+        made.remove().await;
+    }
+    outcome
+}
+
+/// The soak itself, on started-on-demand `nodes`.
+async fn soak(nodes: &mut [Node], args: &SoakArgs) -> anyhow::Result<bool> {
+    for node in nodes.iter_mut() {
+        node.start().await?;
+        eprintln!("soak: node at {}, pid {:?}", node.base(), node.pid());
+    }
+    let bases: Arc<Vec<String>> = Arc::new(nodes.iter().map(Node::base).collect());
+    let base = bases[0].clone();
 
     let client = setup::client(&base)?;
     let senders = setup::register_users(&client, 1, args.pairs).await?;
@@ -267,7 +353,7 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
         let log = Arc::new(PairLog::default());
         logs.push(log.clone());
         let listener = Listener {
-            base: base.clone(),
+            bases: bases.clone(),
             user: recipient.clone(),
             index,
             chat: Some(*chat),
@@ -282,7 +368,8 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
         index += 1;
         tasks.push(tokio::spawn(listener.run()));
         let sender = Sender {
-            base: base.clone(),
+            bases: bases.clone(),
+            home: index,
             user: sender.clone(),
             chat: *chat,
             pair: index,
@@ -299,7 +386,7 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
     let mut idle_tasks = Vec::new();
     for (i, user) in idle.iter().enumerate() {
         let listener = Listener {
-            base: base.clone(),
+            bases: bases.clone(),
             user: user.clone(),
             index,
             chat: None,
@@ -334,13 +421,16 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = Instant::now();
         if args.chaos && now >= next_kill && now + Duration::from_secs(5) < traffic_end {
-            node.kill();
+            // One node at a time: with two nodes, the other one keeps serving.
+            let victim = kills as usize % nodes.len();
+            nodes[victim].kill();
             kills += 1;
             eprintln!(
-                "soak: {:>6.1} s  SIGKILL #{kills}; restarting",
-                started.elapsed().as_secs_f64()
+                "soak: {:>6.1} s  SIGKILL #{kills} of {}; restarting",
+                started.elapsed().as_secs_f64(),
+                nodes[victim].base()
             );
-            node.start().await?;
+            nodes[victim].start().await?;
             next_kill = Instant::now() + chaos_every;
         }
         if now >= next_wave {
@@ -353,8 +443,10 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
                 std::mem::take(&mut *tally.window.lock().unwrap_or_else(|e| e.into_inner()));
             let sample = Sample {
                 at_seconds: started.elapsed().as_secs_f64(),
-                rss_kib: node.pid().and_then(|pid| status_kib(pid, "VmRSS:")),
-                fds: node.pid().and_then(open_fds),
+                rss_kib: sum(nodes
+                    .iter()
+                    .map(|n| n.pid().and_then(|p| status_kib(p, "VmRSS:")))),
+                fds: sum(nodes.iter().map(|n| n.pid().and_then(open_fds))),
                 delivered: delivered - delivered_before,
                 p99_ms: (window.count() > 0).then(|| window.summary().p99),
                 kills,
@@ -391,7 +483,13 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
     for task in tasks.into_iter().chain(idle_tasks) {
         let _ = task.await;
     }
-    let exit_code = node.stop().await;
+    let mut exit_code = Some(0);
+    for node in nodes.iter_mut() {
+        let code = node.stop().await;
+        if code != Some(0) {
+            exit_code = code;
+        }
+    }
 
     let acked: usize = logs
         .iter()
@@ -412,6 +510,7 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
         "idle": args.idle,
         "rate_per_sender": args.rate,
         "chaos": args.chaos,
+        "nodes": nodes.len(),
         "kills": kills,
         "sent": tally.sent.load(Ordering::Relaxed),
         "resent": tally.resent.load(Ordering::Relaxed),
@@ -439,7 +538,14 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
     emit(
         "soak",
         &[
-            ("traffic", format!("{:.1} min, {kills} kills", args.minutes)),
+            (
+                "traffic",
+                format!(
+                    "{:.1} min, {} node(s), {kills} kills",
+                    args.minutes,
+                    nodes.len()
+                ),
+            ),
             (
                 "clients",
                 format!("{} pairs + {} idle", args.pairs, args.idle),
@@ -480,9 +586,11 @@ pub async fn run(bin: &Path, args: &SoakArgs) -> anyhow::Result<bool> {
         eprintln!("soak: chart written to {}", path.display());
     }
     if !ok {
-        let log = std::fs::read_to_string(&node.log).unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains("ERROR")).take(10) {
-            eprintln!("server log: {line}");
+        for node in nodes.iter() {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains("ERROR")).take(10) {
+                eprintln!("server log: {line}");
+            }
         }
     }
     Ok(ok)
@@ -538,9 +646,17 @@ fn missing_messages(logs: &[Arc<PairLog>]) -> usize {
         .sum()
 }
 
-/// Connects (with `since=` once a cursor is known), retrying with back-off until `stop`.
+/// The sum of per-node readings, `None` when none could be read.
+fn sum<T: std::iter::Sum<T>>(values: impl Iterator<Item = Option<T>>) -> Option<T> {
+    let values: Vec<T> = values.flatten().collect();
+    (!values.is_empty()).then(|| values.into_iter().sum())
+}
+
+/// Connects (with `since=` once a cursor is known) to the client's home node,
+/// failing over to the next node on each failed attempt, with back-off, until `stop`.
 async fn connect(
-    base: &str,
+    bases: &[String],
+    home: usize,
     token: &str,
     since: Option<&str>,
     stop: &CancellationToken,
@@ -548,10 +664,13 @@ async fn connect(
     first: bool,
 ) -> Option<Connection> {
     let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0usize;
     loop {
         if stop.is_cancelled() {
             return None;
         }
+        let base = &bases[(home + attempt) % bases.len().max(1)];
+        attempt += 1;
         let mut query = WsQuery::token(token);
         if let Some(cursor) = since {
             query = query.since(cursor);
@@ -574,7 +693,7 @@ async fn connect(
 
 /// A recipient (with its pair's log) or an idle user.
 struct Listener {
-    base: String,
+    bases: Arc<Vec<String>>,
     user: BenchUser,
     index: usize,
     chat: Option<Uuid>,
@@ -607,7 +726,8 @@ impl Listener {
         let mut first = true;
         'connection: loop {
             let Some(mut conn) = connect(
-                &self.base,
+                &self.bases,
+                self.index,
                 &self.user.token,
                 cursor.as_deref(),
                 &self.stop,
@@ -696,7 +816,9 @@ fn sent_at_nanos(content: &str) -> Option<u64> {
 
 /// A sender: pipelines sends at a steady rate on its own socket.
 struct Sender {
-    base: String,
+    bases: Arc<Vec<String>>,
+    /// Index of the home node.
+    home: usize,
     user: BenchUser,
     chat: Uuid,
     pair: usize,
@@ -725,7 +847,8 @@ impl Sender {
                 return;
             }
             let Some(mut conn) = connect(
-                &self.base,
+                &self.bases,
+                self.home,
                 &self.user.token,
                 None,
                 &self.halt,
