@@ -234,7 +234,8 @@ DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$CLUSTER_DB"
 REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT"
 for port in "${PORTS[@]}"; do
   log "starting node on 127.0.0.1:$port (log: $STATE_DIR/node-$port.log)"
-  PORT="$port" BIND=127.0.0.1 AUTH_MODE=required \
+  # nginx on this host forwards the client's address in X-Forwarded-For.
+  PORT="$port" BIND=127.0.0.1 AUTH_MODE=required TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.1}" \
     DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" REDIS_PREFIX="$REDIS_PREFIX" \
     setsid "$MISSIVE_BIN" </dev/null >"$STATE_DIR/node-$port.log" 2>&1 &
   echo $! >"$STATE_DIR/node-$port.pid"

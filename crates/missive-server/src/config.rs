@@ -202,6 +202,18 @@ pub struct Config {
     /// Time an idle keep-alive HTTP connection stays open (e.g. `60s`).
     #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub http_idle_timeout: Duration,
+    /// Reverse proxies (comma-separated CIDRs or addresses, e.g. `127.0.0.1/32,10.0.0.0/8`)
+    /// whose `Forwarded`/`X-Forwarded-For` name the client; from anyone else those headers are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`127.0.0.1`, as a /32 or /128).
+pub fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is not an address or a CIDR such as 10.0.0.0/8"))
 }
 
 impl Default for Config {
@@ -224,6 +236,7 @@ impl Default for Config {
             max_connections: 16_384,
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -250,6 +263,7 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_idle_timeout", &self.http_idle_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -334,6 +348,20 @@ mod tests {
         assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
+    }
+
+    #[test]
+    fn trusted_proxies_take_cidrs_and_addresses() {
+        let config =
+            Config::try_parse_from(["missive", "--trusted-proxies", "127.0.0.1,10.0.0.0/8, ::1"])
+                .expect("parses");
+        let nets: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        assert!(Config::try_parse_from(["missive", "--trusted-proxies", "nginx"]).is_err());
     }
 
     #[test]

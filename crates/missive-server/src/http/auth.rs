@@ -2,25 +2,29 @@
 //! header and the peer address, and the `phoneNumber=`/`participant=` claim of
 //! the read endpoints. Deciding who the caller is happens in the service.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use missive_protocol::openapi::PhoneNumber;
 use serde::Deserialize;
 
+use ipnet::IpNet;
+
 use super::error::ApiError;
 pub use crate::service::{Caller, Claim};
+use crate::state::AppState;
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
+            .map(|c| client_address(c.0, &parts.headers, &state.config.trusted_proxies));
         Ok(match parts.headers.get(AUTHORIZATION) {
             None => Caller::new(None, peer),
             Some(value) => match value.to_str().ok().and_then(bearer) {
@@ -29,6 +33,66 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             },
         })
     }
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy, in
+/// which case the nearest address its `Forwarded` (or `X-Forwarded-For`)
+/// chain names that is not itself a trusted proxy. The result feeds the
+/// per-address rate limits and the `loopback` decision, so an untrusted peer
+/// can never choose it.
+pub fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip.to_canonical()));
+    if !is_trusted(peer.ip()) {
+        return peer;
+    }
+    let mut chain: Vec<IpAddr> = forwarded_for(headers);
+    if chain.is_empty() {
+        chain = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .collect();
+    }
+    // Right to left: the hops our proxies added come last.
+    match chain
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .or(chain.first())
+    {
+        Some(ip) => SocketAddr::new(*ip, 0),
+        None => peer,
+    }
+}
+
+/// The `for=` addresses of `Forwarded` headers (RFC 7239), in order.
+fn forwarded_for(headers: &HeaderMap) -> Vec<IpAddr> {
+    headers
+        .get_all("forwarded")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                if !key.trim().eq_ignore_ascii_case("for") {
+                    return None;
+                }
+                let value = value.trim().trim_matches('"');
+                // `[2001:db8::1]:4711`, `192.0.2.60:80` or a bare address.
+                let host = match value.strip_prefix('[') {
+                    Some(rest) => rest.split(']').next()?,
+                    None => value
+                        .split(':')
+                        .next()
+                        .filter(|_| value.matches(':').count() <= 1)?,
+                };
+                host.parse::<IpAddr>().ok()
+            })
+        })
+        .collect()
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
@@ -68,6 +132,57 @@ impl IdentityParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().expect("a header value"));
+        }
+        map
+    }
+
+    fn nets(raw: &[&str]) -> Vec<IpNet> {
+        raw.iter()
+            .map(|n| crate::config::parse_net(n).expect("a net"))
+            .collect()
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_choose_its_address() {
+        let peer: SocketAddr = "198.51.100.7:5000".parse().expect("addr");
+        let spoof = headers(&[
+            ("x-forwarded-for", "127.0.0.1"),
+            ("forwarded", "for=127.0.0.1"),
+        ]);
+        assert_eq!(client_address(peer, &spoof, &[]), peer);
+        assert_eq!(client_address(peer, &spoof, &nets(&["10.0.0.0/8"])), peer);
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_nearest_untrusted_hop() {
+        let proxy: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let trusted = nets(&["127.0.0.1", "10.0.0.0/8"]);
+        let via = |pairs| {
+            client_address(proxy, &headers(pairs), &trusted)
+                .ip()
+                .to_string()
+        };
+        // The client may prepend anything; only what our proxies appended counts.
+        assert_eq!(
+            via(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.1.2.3")]),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            via(&[(
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\""
+            )]),
+            "2001:db8::1"
+        );
+        assert_eq!(via(&[("forwarded", "for=192.0.2.60:8080")]), "192.0.2.60");
+        // No header: the proxy itself.
+        assert_eq!(via(&[]), "127.0.0.1");
+    }
 
     #[test]
     fn bearer_header_is_parsed_strictly() {

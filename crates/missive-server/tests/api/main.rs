@@ -19,6 +19,7 @@ mod messages;
 mod openapi;
 mod pagination;
 mod pg_outage;
+mod proxies;
 mod rate_limit_recovery;
 mod rate_limits;
 mod register;
