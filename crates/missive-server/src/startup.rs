@@ -141,7 +141,23 @@ impl Application {
                 tracing::info!("AUTH_MODE=required: every user request needs a bearer token")
             }
         }
-        tracing::info!(address = %self.local_addr, database = %redact(&config.database_url), "missive listening");
+        let bus = config
+            .redis_url
+            .as_deref()
+            .map_or_else(|| "local (in-process)".to_owned(), redact);
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            address = %self.local_addr,
+            database = %redact(&config.database_url),
+            bus = %bus,
+            auth_mode = ?config.auth_mode,
+            send_rate_limit = config.send_rate_limit,
+            auth_rate_limit = config.auth_rate_limit,
+            log_level = %config.log_level,
+            max_connections = config.max_connections,
+            trusted_proxies = ?config.trusted_proxies,
+            "missive listening"
+        );
         match &config.redis_url {
             Some(url) => {
                 tracing::info!(redis = %redact(url), prefix = %config.redis_prefix, "fan-out across nodes through Redis")
