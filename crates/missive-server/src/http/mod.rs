@@ -22,6 +22,11 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tracing::Instrument;
+
 use self::error::{ApiError, InternalCause};
 use crate::metrics::Metrics;
 use crate::service::ErrorCode;
@@ -47,6 +52,11 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             log_request,
         ))
+        // Every request (and WebSocket upgrade) gets an id: the client's
+        // `X-Request-Id`, or a fresh UUID; it is echoed in the response and
+        // on every log line of the request.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
@@ -90,10 +100,21 @@ async fn log_request(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    // The service records the authenticated user on this span (`user`).
+    let span =
+        tracing::info_span!("request", request_id = %request_id, user = tracing::field::Empty);
+    let response = next.run(request).instrument(span.clone()).await;
+    let _entered = span.enter();
     let status = response.status().as_u16();
     metrics.response(status);
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Microsecond resolution, printed as a plain number of milliseconds.
+    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         tracing::error!(%method, %path, status, latency_ms, cause = %cause, "request failed");
     } else {

@@ -93,6 +93,12 @@ fn claim_names(claim: Claim<'_>, user: &User) -> bool {
     }
 }
 
+/// Puts the caller's user id on the current span (the transport's request
+/// span), so that every log line of the request names the user.
+fn record_user(user: &User) {
+    tracing::Span::current().record("user", tracing::field::display(user.id));
+}
+
 /// A phone number, or `invalid_phone_number`.
 pub fn parse_phone(raw: &str) -> Result<PhoneNumber, Error> {
     PhoneNumber::parse(raw).map_err(|e| Error::new(ErrorCode::InvalidPhoneNumber, e.to_string()))
@@ -131,6 +137,7 @@ impl Service {
         claim: Option<Claim<'_>>,
     ) -> Result<Option<User>, Error> {
         if let Some(user) = self.token_user(caller).await? {
+            record_user(&user);
             if let Some(claim) = claim
                 && !claim_names(claim, &user)
             {
@@ -148,15 +155,22 @@ impl Service {
         }
         match claim {
             None => Ok(None),
-            Some(claim) => self.resolve_claim(claim).await.map(Some),
+            Some(claim) => {
+                let user = self.resolve_claim(claim).await?;
+                record_user(&user);
+                Ok(Some(user))
+            }
         }
     }
 
     /// The token's user; 401 without a valid token, in every mode.
     pub async fn require_token(&self, caller: &Caller) -> Result<User, Error> {
-        self.token_user(caller)
+        let user = self
+            .token_user(caller)
             .await?
-            .ok_or_else(|| Error::unauthorized("a bearer token is required"))
+            .ok_or_else(|| Error::unauthorized("a bearer token is required"))?;
+        record_user(&user);
+        Ok(user)
     }
 
     /// Whether the token with this hash still works (read from the store, not

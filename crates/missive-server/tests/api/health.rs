@@ -47,3 +47,28 @@ async fn the_server_returns_once_shutdown_is_signalled() {
         "nothing listens after the stop"
     );
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_the_clients_own_when_it_sent_one() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/healthz", app.address);
+
+    let mine = http
+        .get(&url)
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("answers");
+    let made = http.get(&url).send().await.expect("answers");
+    let unknown = http
+        .get(format!("http://{}/nope", app.address))
+        .send()
+        .await
+        .expect("answers");
+
+    assert_eq!(mine.headers()["x-request-id"], "trace-me-42");
+    let made_id = made.headers()["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(made_id).is_ok(), "{made_id}");
+    assert!(unknown.headers().contains_key("x-request-id"), "404s too");
+}
