@@ -206,6 +206,26 @@ pub struct Config {
     /// whose `Forwarded`/`X-Forwarded-For` name the client; from anyone else those headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Browser origins besides the server's own that may open `/ws`
+    /// (comma-separated, e.g. `https://chat.example.com`); a WebSocket
+    /// upgrade with any other `Origin` is refused (403).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+}
+
+/// `scheme://host[:port]`, lower-cased, without a path.
+pub fn parse_origin(raw: &str) -> Result<String, String> {
+    let origin = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+    let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+    });
+    if valid {
+        Ok(origin)
+    } else {
+        Err(format!(
+            "{raw:?} is not an origin such as https://chat.example.com"
+        ))
+    }
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address (`127.0.0.1`, as a /32 or /128).
@@ -237,6 +257,7 @@ impl Default for Config {
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -264,6 +285,7 @@ impl std::fmt::Debug for Config {
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }

@@ -11,6 +11,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::HeaderMap;
+use axum::http::header::{HOST, ORIGIN};
 use axum::response::Response;
 use axum::routing::get;
 use missive_protocol::ErrorBody;
@@ -140,17 +142,26 @@ pub(crate) struct Params {
         (status = 101, description = "Switching Protocols: the WebSocket session starts with a `ready` frame."),
         (status = 400, description = "`invalid_request`: not a WebSocket upgrade request; `invalid_parameter`: a malformed `since`; `invalid_phone_number`: a malformed `userID`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no usable identity (no `token`/`userID`, an invalid or revoked token, or a claim `AUTH_MODE` does not believe).", body = ErrorBody),
-        (status = 403, description = "`forbidden`: `userID` names another user than the token's.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: `userID` names another user than the token's, or a browser `Origin` other than the server's own and `CORS_ORIGINS`.", body = ErrorBody),
         (status = 404, description = "`user_not_found`: the claimed `userID` is not registered.", body = ErrorBody),
     ),
     security(("bearerAuth" = []), ())
 )]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
+    headers: HeaderMap,
     caller: Caller,
     ApiQuery(params): ApiQuery<Params>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Browsers send `Origin` on every WebSocket upgrade and let any page
+    // open one: without this check, a page of another site open on the
+    // same machine could act as any user under `AUTH_MODE=loopback`.
+    if !origin_allowed(&headers, &state.config.cors_origins) {
+        return Err(ApiError::forbidden(
+            "this Origin may not open WebSockets here (see CORS_ORIGINS)",
+        ));
+    }
     let since = params.since.as_deref().map(parse_cursor).transpose()?;
     let caller = caller.or_token(params.token);
     let token_hash = caller.token().map(hash_token);
@@ -174,6 +185,25 @@ pub(crate) async fn upgrade(
         }))
 }
 
+/// Whether a WebSocket upgrade may proceed: no `Origin` (not a browser),
+/// the server's own origin (`Origin` names the `Host` the request was sent
+/// to), or one of `allowed`.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim().to_ascii_lowercase();
+    let same_host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .zip(origin.split_once("://"))
+        .is_some_and(|(host, (_, origin_host))| origin_host == host.to_ascii_lowercase());
+    same_host || allowed.contains(&origin)
+}
+
 /// Parses `since=` of `GET /ws`: a cursor is the decimal number of an event
 /// of the user's log. Public only so that the fuzz targets (`fuzz/`) reach it.
 pub fn parse_cursor(raw: &str) -> Result<i64, ApiError> {
@@ -187,6 +217,40 @@ pub fn parse_cursor(raw: &str) -> Result<i64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(axum::http::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(name.clone(), value.parse().expect("a header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn only_the_servers_own_and_listed_origins_may_open_websockets() {
+        let listed = vec!["https://chat.example.com".to_owned()];
+        let host = (HOST, "localhost:8080");
+        // Not a browser: no Origin.
+        assert!(origin_allowed(&headers(std::slice::from_ref(&host)), &[]));
+        // The page the server itself serves.
+        assert!(origin_allowed(
+            &headers(&[host.clone(), (ORIGIN, "http://localhost:8080")]),
+            &[]
+        ));
+        // Another site open in the same browser.
+        assert!(!origin_allowed(
+            &headers(&[host.clone(), (ORIGIN, "https://evil.example")]),
+            &listed
+        ));
+        assert!(!origin_allowed(
+            &headers(&[host.clone(), (ORIGIN, "http://localhost:9999")]),
+            &[]
+        ));
+        assert!(origin_allowed(
+            &headers(&[host, (ORIGIN, "https://Chat.Example.com")]),
+            &listed
+        ));
+    }
 
     #[test]
     fn the_too_big_reason_names_the_limits_and_fits_a_close_frame() {

@@ -555,3 +555,37 @@ async fn a_plain_get_of_ws_without_upgrade_is_a_json_400() {
 
     crate::helpers::assert_raw_error(&raw, 400, "invalid_request");
 }
+
+#[tokio::test]
+async fn a_page_of_another_origin_cannot_open_a_websocket_with_a_claimed_identity() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = crate::helpers::spawn_app().await;
+    app.register(crate::helpers::ALICE).await;
+    let url = format!("ws://{}/ws?userID=%2B1234567890", app.address);
+    let open = |origin: Option<String>| {
+        let mut request = url.as_str().into_client_request().expect("a request");
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().expect("a header value"));
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+
+    let foreign = open(Some("https://evil.example".into())).await;
+    let other_port = open(Some("http://localhost".into())).await;
+    let own = open(Some(format!("http://{}", app.address))).await;
+    let no_browser = open(None).await;
+
+    match foreign {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403);
+        }
+        other => panic!("a foreign origin opened a socket: {:?}", other.map(|_| ())),
+    }
+    // Another port of the same host is another origin: refused too.
+    assert!(other_port.is_err());
+    assert!(own.is_ok(), "the server's own page may open a socket");
+    assert!(no_browser.is_ok(), "clients without Origin stay allowed");
+}
