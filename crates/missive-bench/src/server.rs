@@ -212,13 +212,13 @@ impl Drop for Server {
 }
 
 /// A port of 127.0.0.1 that was free a moment ago.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// A `kB` field of `/proc/<pid>/status`, in KiB.
-fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {
+pub(crate) fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     text.lines()

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::report::{Latencies, emit, round3};
+use crate::server::{free_port, status_field};
 use crate::setup::{self, BenchUser};
 
 /// Options of `soak`.
@@ -247,12 +248,6 @@ impl Made {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Runs the soak: starts its own server(s) (restartable), drives the load, reports.
 pub async fn run(
     bin: &Path,
@@ -445,7 +440,7 @@ async fn soak(nodes: &mut [Node], args: &SoakArgs) -> anyhow::Result<bool> {
                 at_seconds: started.elapsed().as_secs_f64(),
                 rss_kib: sum(nodes
                     .iter()
-                    .map(|n| n.pid().and_then(|p| status_kib(p, "VmRSS:")))),
+                    .map(|n| n.pid().and_then(|p| status_field(p, "VmRSS:").ok()))),
                 fds: sum(nodes.iter().map(|n| n.pid().and_then(open_fds))),
                 delivered: delivered - delivered_before,
                 p99_ms: (window.count() > 0).then(|| window.summary().p99),
@@ -932,17 +927,6 @@ impl Sender {
             client_message_id: Some(key.to_owned()),
         }
     }
-}
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(field))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Open file descriptors of a process.

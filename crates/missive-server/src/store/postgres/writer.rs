@@ -98,12 +98,8 @@ async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, sends = batch.len(), "send batch failed");
-                let failure = match e {
-                    StoreError::Internal(cause) => StoreError::Internal(cause),
-                    other => StoreError::Unavailable(other.to_string()),
-                };
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(clone_error(&failure)));
+                    let _ = job.reply.send(Err(clone_error(&e)));
                 }
             }
         }
