@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci fuzz bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-cluster soak-ci bruno workflows changelog openapi schemathesis clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci fuzz bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-cluster soak-ci bruno workflows changelog openapi asyncapi schemathesis clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,7 @@ test: ## Run the whole test suite on SQLite, then the API suite on PostgreSQL (s
 lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p missive-client --features rustls -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -89,8 +90,12 @@ changelog: ## Regenerate CHANGELOG.md from the conventional commits (git-cliff f
 	command -v git-cliff >/dev/null || pip install -q git-cliff
 	git-cliff --config cliff.toml -o CHANGELOG.md
 
-openapi: ## Regenerate web/openapi.json from the code (a test fails while it is stale)
-	MISSIVE_UPDATE_OPENAPI=1 $(CARGO) test -p missive-server --test api openapi
+openapi: ## Regenerate web/openapi.json and web/asyncapi.json from the code (a test fails while either is stale)
+	MISSIVE_UPDATE_OPENAPI=1 $(CARGO) test -p missive-server --test api served_document_matches_the_checked_in_copy
+
+asyncapi: ## Validate web/asyncapi.json with the official AsyncAPI parser (npm: @asyncapi/parser)
+	cd scripts/asyncapi && npm ci --ignore-scripts --no-audit --no-fund
+	node scripts/asyncapi/validate.mjs web/asyncapi.json
 
 schemathesis: ## Fuzz a debug server against its own /openapi.json with schemathesis (installs it from PyPI if missing)
 	$(CARGO) build -p missive-server

@@ -1,5 +1,6 @@
-//! Typed HTTP client of the missive API (the OpenAPI document), shared by the
-//! integration tests and the tools.
+//! Typed Rust client of the missive API: REST (the OpenAPI document) and the
+//! WebSocket (the AsyncAPI document). Used by the integration tests and the
+//! tools, and usable by any Rust program (see the crate's README).
 //!
 //! Layout:
 //! - [`Client`]: one method per endpoint, shaped like the API, each returning a
@@ -8,11 +9,16 @@
 //! - [`Client::raw`]: an escape hatch that sends any bytes with any content type,
 //!   for malformed-input tests.
 //! - [`ChatsQuery`], [`MessagesQuery`]: the query parameters of the list endpoints.
+//! - [`ws::Connection`]: one raw `GET /ws` socket (typed or raw frames, with
+//!   timeouts).
+//! - [`live::LiveConnection`]: a `GET /ws` connection that reconnects with
+//!   backoff, resumes from the last cursor and drops duplicate messages.
 //!
-//! WebSocket support is not here yet.
+//! TLS (`https://`, `wss://`) needs the `rustls` feature.
 
 mod error;
 mod link;
+pub mod live;
 mod query;
 pub mod ws;
 
@@ -499,5 +505,18 @@ mod tests {
             Client::new("not a url"),
             Err(ClientError::InvalidUrl { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    #[test]
+    fn readme_example_is_the_example_that_compiles() {
+        let readme = include_str!("../README.md");
+        let example = include_str!("../examples/chat.rs");
+        assert!(
+            readme.contains(example),
+            "README.md must show examples/chat.rs verbatim (it is built by `cargo test --all-targets`)"
+        );
     }
 }

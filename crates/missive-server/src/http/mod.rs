@@ -2,6 +2,7 @@
 //! the cross-cutting pieces (errors, extractors, identity, pagination, the
 //! request log).
 
+pub mod asyncapi;
 pub mod auth;
 pub mod chats;
 pub mod error;

@@ -55,7 +55,10 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
         super::ops::readyz,
         super::ops::metrics,
         super::ops::openapi,
+        super::ops::asyncapi,
         super::ops::docs,
+        super::ops::docs_websocket,
+        super::ops::scalar,
         super::ops::index,
     ),
     components(schemas(

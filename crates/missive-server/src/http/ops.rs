@@ -21,7 +21,10 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/asyncapi.json", get(asyncapi))
         .route("/docs", get(docs))
+        .route("/docs/websocket", get(docs_websocket))
+        .route("/docs/scalar.js", get(scalar))
         .route("/", get(index))
 }
 
@@ -42,8 +45,9 @@ pub(crate) async fn index() -> Html<&'static str> {
 
 /// API documentation page
 ///
-/// A self-contained page rendering this document; it loads nothing from the
-/// internet.
+/// This document rendered by the vendored Scalar API reference, with
+/// request examples and a "try it" client; it loads nothing from the
+/// internet. Links to `/docs/websocket` for the WebSocket frames.
 #[utoipa::path(
     get,
     path = "/docs",
@@ -54,6 +58,62 @@ pub(crate) async fn index() -> Html<&'static str> {
 )]
 pub(crate) async fn docs() -> Html<&'static str> {
     Html(include_str!("../../../../web/docs.html"))
+}
+
+/// WebSocket documentation page
+///
+/// The frames of `GET /ws`, rendered from `/asyncapi.json`.
+#[utoipa::path(
+    get,
+    path = "/docs/websocket",
+    operation_id = "docsWebsocket",
+    tag = "web",
+    responses((status = 200, description = "HTML page.", body = String, content_type = "text/html")),
+    security(())
+)]
+pub(crate) async fn docs_websocket() -> Html<&'static str> {
+    Html(include_str!("../../../../web/docs-websocket.html"))
+}
+
+/// The docs page's script
+///
+/// The vendored Scalar API reference bundle (`web/vendor/scalar/`, MIT).
+#[utoipa::path(
+    get,
+    path = "/docs/scalar.js",
+    operation_id = "docsScript",
+    tag = "web",
+    responses((status = 200, description = "JavaScript.", body = String, content_type = "text/javascript")),
+    security(())
+)]
+pub(crate) async fn scalar() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../../../web/vendor/scalar/standalone.js"),
+    )
+}
+
+/// The WebSocket's AsyncAPI document
+///
+/// The AsyncAPI 3.1 document of `GET /ws`: one message per frame, each with
+/// its JSON Schema, generated from the code (a copy is checked in as
+/// `web/asyncapi.json`).
+#[utoipa::path(
+    get,
+    path = "/asyncapi.json",
+    operation_id = "asyncapi",
+    tag = "web",
+    responses((status = 200, description = "The document.", body = Object, content_type = "application/json")),
+    security(())
+)]
+pub(crate) async fn asyncapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::asyncapi::json(),
+    )
 }
 
 /// This OpenAPI document

@@ -153,6 +153,7 @@ pub struct TestAppBuilder {
     clock: Arc<dyn Clock>,
     db: Option<Arc<TestDb>>,
     bind: IpAddr,
+    port: u16,
 }
 
 impl Default for TestAppBuilder {
@@ -179,6 +180,7 @@ impl TestAppBuilder {
             clock: Arc::new(SystemClock),
             db: None,
             bind: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
         }
     }
 
@@ -200,6 +202,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Listens on `port` (e.g. a stopped app's, to restart it where its
+    /// clients reconnect) instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     /// Listens on `ip` (port 0) instead of loopback.
     pub fn bind(mut self, ip: IpAddr) -> Self {
         self.bind = ip;
@@ -217,7 +226,7 @@ impl TestAppBuilder {
         if config.database_url.is_empty() {
             config.database_url = db.url().to_owned();
         }
-        let listener = tokio::net::TcpListener::bind((self.bind, 0))
+        let listener = tokio::net::TcpListener::bind((self.bind, self.port))
             .await
             .expect("a free port");
         let app = Application::build_with(config, listener, self.clock)

@@ -3,10 +3,12 @@
 //! store is SQLite or PostgreSQL (`MISSIVE_TEST_STORE`, see `test_db`).
 //! `store_contract` checks the `Store` trait directly on both.
 
+mod asyncapi;
 mod auth_helpers;
 mod auth_matrix;
 mod auth_modes;
 mod chats;
+mod client_live;
 mod cluster;
 mod connections;
 mod durability;
