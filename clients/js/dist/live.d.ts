@@ -35,6 +35,8 @@ export interface LiveOptions {
     pingInterval?: number;
     /** A socket send not acknowledged within this many ms is rejected with code `timeout` (default 30000; 0 waits forever). */
     sendTimeout?: number;
+    /** A connection attempt that has not received `ready` within this many ms is abandoned and retried (default 10000). */
+    connectTimeout?: number;
     /** How many recent message ids are remembered for deduplication (default 10000). */
     dedupeWindow?: number;
 }

@@ -30,6 +30,7 @@ export class LiveConnection extends Emitter {
     #maxDelay;
     #pingInterval;
     #sendTimeout;
+    #connectTimeout;
     #dedupeWindow;
     #socket = null;
     #ready = false;
@@ -41,6 +42,7 @@ export class LiveConnection extends Emitter {
     #backoff;
     #retryTimer = null;
     #pingTimer = null;
+    #connectTimer = null;
     #lastHeard = 0;
     #nextRef = 0;
     #pending = new Map();
@@ -59,6 +61,7 @@ export class LiveConnection extends Emitter {
         this.#maxDelay = options.maxDelay ?? 15_000;
         this.#pingInterval = options.pingInterval ?? 25_000;
         this.#sendTimeout = options.sendTimeout ?? 30_000;
+        this.#connectTimeout = options.connectTimeout ?? 10_000;
         this.#dedupeWindow = options.dedupeWindow ?? 10_000;
         this.#backoff = this.#initialDelay;
         queueMicrotask(() => this.#open());
@@ -159,16 +162,34 @@ export class LiveConnection extends Emitter {
             if (this.#socket === socket)
                 this.#onClose(event.code ?? null);
         });
-        // An `error` is always followed by `close`.
-        socket.addEventListener("error", () => { });
+        // Browsers follow an `error` with `close`; Node 20's WebSocket does not when the
+        // connection is refused, so an error ends the socket here (whichever comes first wins).
+        socket.addEventListener("error", () => {
+            if (this.#socket === socket)
+                this.#drop(socket, null);
+        });
+        // A handshake that hangs (a black-holed address) is given up after connectTimeout.
+        this.#connectTimer = setTimeout(() => {
+            if (this.#socket === socket && !this.#ready)
+                this.#drop(socket, null);
+        }, this.#connectTimeout);
+    }
+    /** Abandons `socket` (closing it if it can be) and reconnects. */
+    #drop(socket, code) {
+        this.#socket = null;
+        try {
+            socket.close(4000, "abandoned by the client");
+        }
+        catch {
+            /* not open yet, or already closing */
+        }
+        this.#onClose(code);
     }
     #onClose(code) {
         const wasReady = this.#ready;
         this.#socket = null;
         this.#ready = false;
-        if (this.#pingTimer)
-            clearInterval(this.#pingTimer);
-        this.#pingTimer = null;
+        this.#clearSocketTimers();
         if (this.#closed)
             return;
         this.#scheduleReconnect(code, !wasReady || code === POLICY_VIOLATION);
@@ -194,14 +215,7 @@ export class LiveConnection extends Emitter {
         if (!socket)
             return;
         if (Date.now() - this.#lastHeard > 2 * this.#pingInterval) {
-            this.#socket = null;
-            try {
-                socket.close(4000, "no answer to ping");
-            }
-            catch {
-                /* already closing */
-            }
-            this.#onClose(null);
+            this.#drop(socket, null);
             return;
         }
         this.#write({ type: "ping" });
@@ -222,13 +236,19 @@ export class LiveConnection extends Emitter {
         this.#state = state;
         this.emit("state", state, { attempt: this.#attempt, delay, closeCode });
     }
+    #clearSocketTimers() {
+        if (this.#pingTimer)
+            clearInterval(this.#pingTimer);
+        if (this.#connectTimer)
+            clearTimeout(this.#connectTimer);
+        this.#pingTimer = null;
+        this.#connectTimer = null;
+    }
     #stopTimers() {
         if (this.#retryTimer)
             clearTimeout(this.#retryTimer);
-        if (this.#pingTimer)
-            clearInterval(this.#pingTimer);
         this.#retryTimer = null;
-        this.#pingTimer = null;
+        this.#clearSocketTimers();
     }
     // ---- Frames ------------------------------------------------------------
     #onText(data) {
@@ -304,8 +324,7 @@ export class LiveConnection extends Emitter {
         this.#ready = true;
         this.#attempt = 0;
         this.#backoff = this.#initialDelay;
-        if (this.#pingTimer)
-            clearInterval(this.#pingTimer);
+        this.#clearSocketTimers();
         if (this.#pingInterval > 0)
             this.#pingTimer = setInterval(() => this.#keepAlive(), this.#pingInterval);
         this.#setState("open", null, null);

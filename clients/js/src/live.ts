@@ -39,6 +39,8 @@ export interface LiveOptions {
   pingInterval?: number;
   /** A socket send not acknowledged within this many ms is rejected with code `timeout` (default 30000; 0 waits forever). */
   sendTimeout?: number;
+  /** A connection attempt that has not received `ready` within this many ms is abandoned and retried (default 10000). */
+  connectTimeout?: number;
   /** How many recent message ids are remembered for deduplication (default 10000). */
   dedupeWindow?: number;
 }
@@ -122,6 +124,7 @@ export class LiveConnection extends Emitter<LiveEvents> {
   readonly #maxDelay: number;
   readonly #pingInterval: number;
   readonly #sendTimeout: number;
+  readonly #connectTimeout: number;
   readonly #dedupeWindow: number;
 
   #socket: WebSocketLike | null = null;
@@ -134,6 +137,7 @@ export class LiveConnection extends Emitter<LiveEvents> {
   #backoff: number;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #pingTimer: ReturnType<typeof setInterval> | null = null;
+  #connectTimer: ReturnType<typeof setTimeout> | null = null;
   #lastHeard = 0;
   #nextRef = 0;
   readonly #pending = new Map<string, PendingSend>();
@@ -153,6 +157,7 @@ export class LiveConnection extends Emitter<LiveEvents> {
     this.#maxDelay = options.maxDelay ?? 15_000;
     this.#pingInterval = options.pingInterval ?? 25_000;
     this.#sendTimeout = options.sendTimeout ?? 30_000;
+    this.#connectTimeout = options.connectTimeout ?? 10_000;
     this.#dedupeWindow = options.dedupeWindow ?? 10_000;
     this.#backoff = this.#initialDelay;
     queueMicrotask(() => this.#open());
@@ -255,16 +260,33 @@ export class LiveConnection extends Emitter<LiveEvents> {
     socket.addEventListener("close", (event: { code?: number }) => {
       if (this.#socket === socket) this.#onClose(event.code ?? null);
     });
-    // An `error` is always followed by `close`.
-    socket.addEventListener("error", () => {});
+    // Browsers follow an `error` with `close`; Node 20's WebSocket does not when the
+    // connection is refused, so an error ends the socket here (whichever comes first wins).
+    socket.addEventListener("error", () => {
+      if (this.#socket === socket) this.#drop(socket, null);
+    });
+    // A handshake that hangs (a black-holed address) is given up after connectTimeout.
+    this.#connectTimer = setTimeout(() => {
+      if (this.#socket === socket && !this.#ready) this.#drop(socket, null);
+    }, this.#connectTimeout);
+  }
+
+  /** Abandons `socket` (closing it if it can be) and reconnects. */
+  #drop(socket: WebSocketLike, code: number | null): void {
+    this.#socket = null;
+    try {
+      socket.close(4000, "abandoned by the client");
+    } catch {
+      /* not open yet, or already closing */
+    }
+    this.#onClose(code);
   }
 
   #onClose(code: number | null): void {
     const wasReady = this.#ready;
     this.#socket = null;
     this.#ready = false;
-    if (this.#pingTimer) clearInterval(this.#pingTimer);
-    this.#pingTimer = null;
+    this.#clearSocketTimers();
     if (this.#closed) return;
     this.#scheduleReconnect(code, !wasReady || code === POLICY_VIOLATION);
   }
@@ -290,13 +312,7 @@ export class LiveConnection extends Emitter<LiveEvents> {
     const socket = this.#socket;
     if (!socket) return;
     if (Date.now() - this.#lastHeard > 2 * this.#pingInterval) {
-      this.#socket = null;
-      try {
-        socket.close(4000, "no answer to ping");
-      } catch {
-        /* already closing */
-      }
-      this.#onClose(null);
+      this.#drop(socket, null);
       return;
     }
     this.#write({ type: "ping" });
@@ -318,11 +334,17 @@ export class LiveConnection extends Emitter<LiveEvents> {
     this.emit("state", state, { attempt: this.#attempt, delay, closeCode });
   }
 
+  #clearSocketTimers(): void {
+    if (this.#pingTimer) clearInterval(this.#pingTimer);
+    if (this.#connectTimer) clearTimeout(this.#connectTimer);
+    this.#pingTimer = null;
+    this.#connectTimer = null;
+  }
+
   #stopTimers(): void {
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
-    if (this.#pingTimer) clearInterval(this.#pingTimer);
     this.#retryTimer = null;
-    this.#pingTimer = null;
+    this.#clearSocketTimers();
   }
 
   // ---- Frames ------------------------------------------------------------
@@ -393,7 +415,7 @@ export class LiveConnection extends Emitter<LiveEvents> {
     this.#ready = true;
     this.#attempt = 0;
     this.#backoff = this.#initialDelay;
-    if (this.#pingTimer) clearInterval(this.#pingTimer);
+    this.#clearSocketTimers();
     if (this.#pingInterval > 0) this.#pingTimer = setInterval(() => this.#keepAlive(), this.#pingInterval);
     this.#setState("open", null, null);
     this.emit("ready", { user, cursor: this.#cursor ?? cursor, resumed });
