@@ -59,7 +59,8 @@ export class MissiveClient {
     }
     /** `DELETE /sessions/current`: revokes the token on every node and forgets it (also when the server already refused it). */
     async logout() {
-        if (!this.#token)
+        const token = this.#token;
+        if (!token)
             return;
         try {
             await this.#request({ method: "DELETE", path: "/sessions/current", session: false });
@@ -69,7 +70,9 @@ export class MissiveClient {
                 throw error;
         }
         finally {
-            this.#token = null;
+            // Unless another token was set meanwhile (a new login).
+            if (this.#token === token)
+                this.#token = null;
         }
     }
     /** `GET /me`: the token's user. */

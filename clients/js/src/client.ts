@@ -109,13 +109,15 @@ export class MissiveClient {
 
   /** `DELETE /sessions/current`: revokes the token on every node and forgets it (also when the server already refused it). */
   async logout(): Promise<void> {
-    if (!this.#token) return;
+    const token = this.#token;
+    if (!token) return;
     try {
       await this.#request({ method: "DELETE", path: "/sessions/current", session: false });
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 401)) throw error;
     } finally {
-      this.#token = null;
+      // Unless another token was set meanwhile (a new login).
+      if (this.#token === token) this.#token = null;
     }
   }
 

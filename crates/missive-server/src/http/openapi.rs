@@ -57,6 +57,7 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
         super::ops::openapi,
         super::ops::docs,
         super::ops::index,
+        super::ops::sdk,
     ),
     components(schemas(
         PhoneNumber,
