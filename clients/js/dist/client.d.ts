@@ -5,7 +5,7 @@
  */
 import { ApiError } from "./errors.js";
 import { LiveConnection, type LiveOptions } from "./live.js";
-import type { Chat, ListChatsQuery, ListMessagesQuery, LoginSession, Message, Page, PhoneNumber, ReceiptStatus, Registered, SendRequest, StatusResponse, User } from "./types.js";
+import type { Chat, DeviceSession, ListChatsQuery, ListMessagesQuery, LoginSession, Message, Page, PhoneNumber, ReceiptStatus, Registered, SendRequest, StatusResponse, User } from "./types.js";
 /** The `fetch` function the client uses (the global one by default). */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 /** Options of {@link MissiveClient}. */
@@ -52,6 +52,10 @@ export declare class MissiveClient {
     verifyLogin(phoneNumber: PhoneNumber, code: string): Promise<LoginSession>;
     /** `DELETE /sessions/current`: revokes the token on every node and forgets it (also when the server already refused it). */
     logout(): Promise<void>;
+    /** `GET /sessions`: the user's logged-in devices (sessions), the current one marked. */
+    listSessions(): Promise<DeviceSession[]>;
+    /** `DELETE /sessions/{id}`: logs one of the user's devices out (404 when not one of the caller's sessions). */
+    revokeSession(sessionId: string): Promise<void>;
     /** `GET /me`: the token's user. */
     me(): Promise<User>;
     /** `GET /users?phoneNumber=`: looks a contact up (404 `user_not_found`). */

@@ -75,6 +75,14 @@ export class MissiveClient {
                 this.#token = null;
         }
     }
+    /** `GET /sessions`: the user's logged-in devices (sessions), the current one marked. */
+    async listSessions() {
+        return (await this.#request({ method: "GET", path: "/sessions" })).data;
+    }
+    /** `DELETE /sessions/{id}`: logs one of the user's devices out (404 when not one of the caller's sessions). */
+    async revokeSession(sessionId) {
+        await this.#request({ method: "DELETE", path: `/sessions/${encodeURIComponent(sessionId)}` });
+    }
     /** `GET /me`: the token's user. */
     async me() {
         return (await this.#request({ method: "GET", path: "/me" })).data;
@@ -214,7 +222,7 @@ export class MissiveClient {
         const body = errorBody(data);
         const retry = Number(response.headers.get("Retry-After"));
         const error = new ApiError(response.status, body?.code ?? `http_${response.status}`, body?.message ?? `${response.status} ${response.statusText}`.trim(), { requestId, retryAfter: Number.isFinite(retry) && retry > 0 ? retry : null });
-        const loginPath = request.path.startsWith("/sessions") || request.path === "/register";
+        const loginPath = request.path === "/sessions/verify" || request.path === "/register" || (request.path === "/sessions" && request.method === "POST");
         if (error.status === 401 && this.#token && !loginPath && request.session !== false)
             this.#onUnauthorized?.(error);
         throw error;

@@ -8,6 +8,7 @@ import { ApiError, errorBody } from "./errors.js";
 import { LiveConnection, type LiveOptions } from "./live.js";
 import type {
   Chat,
+  DeviceSession,
   ListChatsQuery,
   ListMessagesQuery,
   LoginSession,
@@ -119,6 +120,16 @@ export class MissiveClient {
       // Unless another token was set meanwhile (a new login).
       if (this.#token === token) this.#token = null;
     }
+  }
+
+  /** `GET /sessions`: the user's logged-in devices (sessions), the current one marked. */
+  async listSessions(): Promise<DeviceSession[]> {
+    return (await this.#request<DeviceSession[]>({ method: "GET", path: "/sessions" })).data;
+  }
+
+  /** `DELETE /sessions/{id}`: logs one of the user's devices out (404 when not one of the caller's sessions). */
+  async revokeSession(sessionId: string): Promise<void> {
+    await this.#request({ method: "DELETE", path: `/sessions/${encodeURIComponent(sessionId)}` });
   }
 
   /** `GET /me`: the token's user. */
@@ -274,7 +285,7 @@ export class MissiveClient {
       body?.message ?? `${response.status} ${response.statusText}`.trim(),
       { requestId, retryAfter: Number.isFinite(retry) && retry > 0 ? retry : null },
     );
-    const loginPath = request.path.startsWith("/sessions") || request.path === "/register";
+    const loginPath = request.path === "/sessions/verify" || request.path === "/register" || (request.path === "/sessions" && request.method === "POST");
     if (error.status === 401 && this.#token && !loginPath && request.session !== false) this.#onUnauthorized?.(error);
     throw error;
   }

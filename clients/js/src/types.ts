@@ -37,6 +37,20 @@ export interface LoginSession {
   user: User;
 }
 
+/** One logged-in device of the user ({@link MissiveClient.listSessions}). */
+export interface DeviceSession {
+  /** Session id (for {@link MissiveClient.revokeSession}). */
+  id: string;
+  /** When the session was created (registration or login). */
+  createdAt: string;
+  /** When its token was last used. */
+  lastUsedAt: string;
+  /** The `User-Agent` it logged in with, `null` when none was sent. */
+  userAgent: string | null;
+  /** Whether this is the session of the token making the request. */
+  current: boolean;
+}
+
 /** Delivery state of a message for its recipient(s); it never goes backwards. */
 export type MessageStatus = "sent" | "delivered" | "read";
 

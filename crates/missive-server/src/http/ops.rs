@@ -13,8 +13,8 @@ use missive_protocol::ErrorBody;
 
 use super::error::{ApiError, InternalCause};
 use super::extract::ApiPath;
-use crate::service::ErrorCode;
 use super::openapi::Health;
+use crate::service::ErrorCode;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -32,12 +32,30 @@ pub fn router() -> Router<AppState> {
 /// The ES modules of the TypeScript SDK (`clients/js/dist`, committed), by file name.
 /// `missive.js` is the entry point; it imports the others relatively.
 const SDK_FILES: &[(&str, &str)] = &[
-    ("missive.js", include_str!("../../../../clients/js/dist/missive.js")),
-    ("client.js", include_str!("../../../../clients/js/dist/client.js")),
-    ("live.js", include_str!("../../../../clients/js/dist/live.js")),
-    ("errors.js", include_str!("../../../../clients/js/dist/errors.js")),
-    ("emitter.js", include_str!("../../../../clients/js/dist/emitter.js")),
-    ("types.js", include_str!("../../../../clients/js/dist/types.js")),
+    (
+        "missive.js",
+        include_str!("../../../../clients/js/dist/missive.js"),
+    ),
+    (
+        "client.js",
+        include_str!("../../../../clients/js/dist/client.js"),
+    ),
+    (
+        "live.js",
+        include_str!("../../../../clients/js/dist/live.js"),
+    ),
+    (
+        "errors.js",
+        include_str!("../../../../clients/js/dist/errors.js"),
+    ),
+    (
+        "emitter.js",
+        include_str!("../../../../clients/js/dist/emitter.js"),
+    ),
+    (
+        "types.js",
+        include_str!("../../../../clients/js/dist/types.js"),
+    ),
 ];
 
 /// The JavaScript SDK

@@ -40,7 +40,10 @@ async fn the_web_client_imports_the_sdk_and_every_module_it_needs_is_served_as_j
             "/sdk/{file} is served as JavaScript (browsers refuse a module of another type)"
         );
         let committed = std::fs::read_to_string(dist.join(&file)).expect("the dist file exists");
-        assert_eq!(response.body, committed, "/sdk/{file} is the committed build");
+        assert_eq!(
+            response.body, committed,
+            "/sdk/{file} is the committed build"
+        );
         todo.extend(relative_imports(&response.body));
     }
     assert!(
