@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run run-debug build test lint fmt fmt-check ci fuzz bench bench-postgres bench-cluster e2e cluster cluster-test soak soak-cluster soak-ci bruno workflows changelog openapi asyncapi schemathesis clean
+.PHONY: help run run-debug build test lint fmt fmt-check ci fuzz bench bench-postgres bench-cluster e2e sdk cluster cluster-test soak soak-cluster soak-ci bruno workflows changelog openapi asyncapi schemathesis clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ cluster-test: ## End-to-end check of a two-node cluster through nginx, killing a
 e2e: ## Browser test of the web client: two people chat in headless Chromium (needs /usr/bin/chromium, Node.js 20, npm)
 	$(CARGO) build -p missive-server
 	cd web/e2e && npm ci && MISSIVE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/missive node chat.test.mjs
+
+sdk: ## The TypeScript SDK (clients/js): npm ci, dist/ rebuilt and compared with the committed one, then its tests against a debug server (needs Node.js 20, npm)
+	$(CARGO) build -p missive-server
+	cd clients/js && npm ci --no-audit --no-fund && npm run check && MISSIVE_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/missive npm test
 
 soak: ## 30-minute soak with a SIGKILL every 5 minutes (release build; writes soak.svg; see docs/benchmarks.md)
 	$(CARGO) build --release -p missive-server -p missive-bench

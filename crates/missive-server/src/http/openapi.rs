@@ -60,6 +60,7 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
         super::ops::docs_websocket,
         super::ops::scalar,
         super::ops::index,
+        super::ops::sdk,
     ),
     components(schemas(
         PhoneNumber,

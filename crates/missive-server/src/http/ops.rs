@@ -1,5 +1,6 @@
 //! Operations endpoints (liveness, readiness, metrics) and the embedded
-//! static pages: the web client, the OpenAPI document and its docs page.
+//! static pages: the web client, the JavaScript SDK it imports, the OpenAPI
+//! document and its docs page.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -10,8 +11,10 @@ use serde_json::{Value, json};
 
 use missive_protocol::ErrorBody;
 
-use super::error::InternalCause;
+use super::error::{ApiError, InternalCause};
+use super::extract::ApiPath;
 use super::openapi::Health;
+use crate::service::ErrorCode;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -26,6 +29,70 @@ pub fn router() -> Router<AppState> {
         .route("/docs/websocket", get(docs_websocket))
         .route("/docs/scalar.js", get(scalar))
         .route("/", get(index))
+        .route("/sdk/{file}", get(sdk))
+}
+
+/// The ES modules of the TypeScript SDK (`clients/js/dist`, committed), by file name.
+/// `missive.js` is the entry point; it imports the others relatively.
+const SDK_FILES: &[(&str, &str)] = &[
+    (
+        "missive.js",
+        include_str!("../../../../clients/js/dist/missive.js"),
+    ),
+    (
+        "client.js",
+        include_str!("../../../../clients/js/dist/client.js"),
+    ),
+    (
+        "live.js",
+        include_str!("../../../../clients/js/dist/live.js"),
+    ),
+    (
+        "errors.js",
+        include_str!("../../../../clients/js/dist/errors.js"),
+    ),
+    (
+        "emitter.js",
+        include_str!("../../../../clients/js/dist/emitter.js"),
+    ),
+    (
+        "types.js",
+        include_str!("../../../../clients/js/dist/types.js"),
+    ),
+];
+
+/// The JavaScript SDK
+///
+/// The ES modules of the TypeScript SDK `@missive/client` (the same code as
+/// the npm package's `dist/`), which the web client imports:
+/// `import { MissiveClient } from "/sdk/missive.js"`. The entry point is
+/// `missive.js`; it imports its sibling modules by relative path.
+#[utoipa::path(
+    get,
+    path = "/sdk/{file}",
+    operation_id = "sdk",
+    tag = "web",
+    params(("file" = String, Path, description = "A module of the SDK: `missive.js` (the entry point), `client.js`, `live.js`, `errors.js`, `emitter.js` or `types.js`.", example = "missive.js")),
+    responses(
+        (status = 200, description = "The module.", body = String, content_type = "text/javascript"),
+        (status = 404, description = "`not_found`: no such module.", body = ErrorBody),
+    ),
+    security(())
+)]
+pub(crate) async fn sdk(ApiPath(file): ApiPath<String>) -> Result<Response, ApiError> {
+    let (_, source) = SDK_FILES
+        .iter()
+        .find(|(name, _)| *name == file)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such SDK module"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            // Revalidated on every load, so a new server version never runs with an old SDK.
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        *source,
+    )
+        .into_response())
 }
 
 /// The web client

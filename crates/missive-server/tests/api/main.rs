@@ -26,6 +26,7 @@ mod rate_limit_recovery;
 mod rate_limits;
 mod register;
 mod revocation;
+mod sdk;
 mod startup;
 mod status;
 mod store_contract;

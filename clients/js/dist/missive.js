@@ -1,0 +1,18 @@
+/**
+ * `@missive/client`: the TypeScript SDK of the missive messaging API, for
+ * browsers and Node.js, with no runtime dependency.
+ *
+ * ```ts
+ * import { MissiveClient } from "@missive/client";
+ * const client = new MissiveClient({ baseUrl: "http://localhost:8080", token });
+ * const live = client.connect();
+ * live.on("message", (message) => console.log(message.sender, message.content));
+ * await live.send({ to: "+1234567890", content: "hi" });
+ * ```
+ *
+ * @module
+ */
+export { MissiveClient, newClientMessageId } from "./client.js";
+export { Emitter } from "./emitter.js";
+export { ApiError } from "./errors.js";
+export { LiveConnection, } from "./live.js";
