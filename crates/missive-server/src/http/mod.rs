@@ -53,7 +53,9 @@ pub fn router(state: AppState) -> Router {
     // Browsers on the CORS_ORIGINS may call the API; without any, no CORS
     // headers at all (a browser then allows only the server's own pages).
     let router = match cors(&state.config.cors_origins) {
-        Some(cors) => router.layer(cors),
+        Some(cors) => router
+            .layer(cors)
+            .layer(middleware::from_fn(preflight_no_content)),
         None => router,
     };
     router
@@ -93,6 +95,16 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .expose_headers([request_id])
             .max_age(std::time::Duration::from_secs(600)),
     )
+}
+
+/// A preflight's answer has no content: 204 rather than the CORS layer's 200.
+async fn preflight_no_content(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = next.run(request).await;
+    if preflight && response.status() == axum::http::StatusCode::OK {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 async fn unknown_route() -> ApiError {
