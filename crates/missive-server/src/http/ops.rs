@@ -84,7 +84,7 @@ pub(crate) async fn openapi() -> impl IntoResponse {
     path = "/metrics",
     operation_id = "metrics",
     tag = "ops",
-    responses((status = 200, description = "Metrics.", body = String, content_type = "text/plain; version=0.0.4")),
+    responses((status = 200, description = "Metrics.", body = String, content_type = "text/plain")),
     security(())
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
