@@ -19,6 +19,8 @@
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
 //! - [`security`]: tokens, login codes and their senders, rate limits.
 //! - [`telemetry`]: logging setup.
+//! - [`metrics`]: the instruments of `/metrics` (atomic handles used by every
+//!   layer) and their per-server exporter; a leaf, like `config`.
 
 pub mod bus;
 pub mod config;
