@@ -268,7 +268,7 @@ pub struct WsMetrics {
     pub opened: Counter,
     /// Connections closed, by close code, in the order of [`CLOSE_CODES`].
     pub closed: [Counter; 7],
-    /// Connections closed because their queue overflowed.
+    /// Connections closed because the client did not read (queue overflow or write timeout).
     pub slow_consumers: Counter,
     /// Frames received from clients.
     pub frames_in: Counter,

@@ -197,7 +197,7 @@ impl Writer {
             .await;
         if let Err(e) = &served {
             tracing::debug!(error = %e, "websocket writer ended");
-            if e.is::<Overflowed>() {
+            if e.is::<SlowPeer>() {
                 self.metrics.ws.slow_consumers.inc();
             }
         }
@@ -429,24 +429,25 @@ async fn timed(
 ) -> anyhow::Result<()> {
     tokio::select! {
         written = tokio::time::timeout(WRITE_TIMEOUT, io) => {
-            written.map_err(|_| anyhow::anyhow!("write timed out: the peer does not read"))??;
+            written.map_err(|_| SlowPeer("write timed out: the peer does not read"))??;
             Ok(())
         }
-        () = overflow.notified() => Err(Overflowed.into()),
+        () = overflow.notified() => Err(SlowPeer("queue overflow while the socket was full: dropping the peer").into()),
     }
 }
 
-/// The queue overflowed while a write was blocked: the peer is dropped.
+/// The peer does not read: a write timed out, or the queue overflowed while
+/// a write was blocked. The connection is dropped (a slow consumer).
 #[derive(Debug)]
-struct Overflowed;
+struct SlowPeer(&'static str);
 
-impl std::fmt::Display for Overflowed {
+impl std::fmt::Display for SlowPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("queue overflow while the socket was full: dropping the peer")
+        f.write_str(self.0)
     }
 }
 
-impl std::error::Error for Overflowed {}
+impl std::error::Error for SlowPeer {}
 
 fn durable_frame(cursor: i64, event: Event) -> ServerFrame {
     let cursor = cursor.to_string();
