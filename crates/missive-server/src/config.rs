@@ -206,9 +206,10 @@ pub struct Config {
     /// whose `Forwarded`/`X-Forwarded-For` name the client; from anyone else those headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Browser origins besides the server's own that may open `/ws`
-    /// (comma-separated, e.g. `https://chat.example.com`); a WebSocket
-    /// upgrade with any other `Origin` is refused (403).
+    /// Browser origins besides the server's own that may call the REST API
+    /// (CORS: exact origins, comma-separated, e.g. `https://chat.example.com`)
+    /// and open `/ws`; a WebSocket upgrade with any other `Origin` is refused
+    /// (403). Empty: no CORS headers at all.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 }

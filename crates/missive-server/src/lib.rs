@@ -19,6 +19,9 @@
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
 //! - [`security`]: tokens, login codes and their senders, rate limits.
 //! - [`telemetry`]: logging setup.
+//! - [`metrics`]: the instruments of `/metrics` (atomic handles used by every
+//!   layer) and their per-server exporter, which reads the bus and the
+//!   connection registry when `/metrics` is scraped.
 
 pub mod bus;
 pub mod config;

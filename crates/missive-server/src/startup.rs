@@ -12,7 +12,7 @@ use crate::bus::{DynBus, LocalBus, RedisBus, Registry};
 use crate::config::{AuthMode, Config, redact, scrub};
 use crate::gateway::Gateway;
 use crate::http;
-use crate::metrics::Metrics;
+use crate::metrics::{Exporter, Metrics};
 use crate::security::{
     Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
 };
@@ -66,9 +66,11 @@ impl Application {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
         let options = store::OpenOptions {
             startup_check: config.database_startup_check,
             pool_size: config.database_pool_size,
+            metrics: metrics.writer.clone(),
         };
         let store = store::open(&config.database_url, options).await?;
         let local_addr = listener.local_addr()?;
@@ -92,7 +94,7 @@ impl Application {
             Some(url) => Arc::new(WebhookCodeSender::new(url.clone())?),
             None => Arc::new(LogCodeSender),
         };
-        let metrics = Arc::new(Metrics::default());
+        let exporter = Arc::new(Exporter::new(&metrics, bus.clone(), registry.clone()));
         let service = Service::new(service::Parts {
             store,
             bus: bus.clone(),
@@ -106,6 +108,7 @@ impl Application {
             config: Arc::new(config),
             service: Arc::new(service),
             metrics,
+            exporter,
             bus,
             gateway: Arc::new(Gateway::new(registry)),
         };

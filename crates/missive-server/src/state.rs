@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::bus::DynBus;
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::metrics::Metrics;
+use crate::metrics::{Exporter, Metrics};
 use crate::service::Service;
 
 /// Cheap to clone: everything inside is shared.
@@ -19,6 +19,8 @@ pub struct AppState {
     pub bus: DynBus,
     /// Live WebSocket connections.
     pub gateway: Arc<Gateway>,
-    /// Counters for `/metrics`.
+    /// The instruments of `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Renders `/metrics`.
+    pub exporter: Arc<Exporter>,
 }

@@ -79,6 +79,8 @@ struct Shared {
     marker_due: AtomicBool,
     /// Entries dropped because the outbox was full.
     dropped: AtomicU64,
+    /// Envelopes this node published.
+    events: AtomicU64,
     /// Entries added to the stream.
     published: AtomicU64,
     /// Entries lost by failed pipelines.
@@ -125,6 +127,7 @@ impl RedisBus {
             publisher_up: AtomicBool::new(true),
             marker_due: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            events: AtomicU64::new(0),
             published: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             received: AtomicU64::new(0),
@@ -169,6 +172,7 @@ impl Drop for RedisBus {
 impl Bus for RedisBus {
     async fn publish(&self, envelope: Envelope) {
         // Same-node delivery never depends on Redis.
+        self.shared.events.fetch_add(1, Ordering::Relaxed);
         self.shared.registry.deliver(&envelope);
         let entry = Entry {
             node: self.shared.node,
@@ -207,6 +211,7 @@ impl Bus for RedisBus {
     fn stats(&self) -> BusStats {
         let s = &self.shared;
         BusStats {
+            events_published: s.events.load(Ordering::Relaxed),
             published: s.published.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),

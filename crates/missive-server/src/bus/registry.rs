@@ -46,6 +46,8 @@ pub struct Subscription {
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
+    /// Envelopes handed to [`Registry::deliver`].
+    delivered: AtomicU64,
     users: Mutex<HashMap<Uuid, Vec<Connection>>>,
 }
 
@@ -83,6 +85,11 @@ impl Registry {
         }
     }
 
+    /// Envelopes delivered so far (whether or not a target had a connection here).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
     /// Open connections in total.
     pub fn connections(&self) -> usize {
         self.users
@@ -108,6 +115,7 @@ impl Registry {
 
     /// Queues the envelope on every connection of each target; never blocks.
     pub fn deliver(&self, envelope: &Envelope) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
         let Ok(users) = self.users.lock() else { return };
         for (user, cursor) in &envelope.targets {
             let Some(connections) = users.get(user) else {

@@ -22,6 +22,7 @@ use super::frames::{self, Command};
 use crate::bus::Payload;
 use crate::bus::{Outbound, Subscription};
 use crate::domain::now_ms;
+use crate::metrics::{Metrics, WsClose};
 use crate::service::{Draft, Error, Recipient, Service};
 use crate::state::AppState;
 use crate::store::Event;
@@ -67,10 +68,14 @@ pub async fn run(
     token_hash: Option<String>,
 ) {
     let gateway = state.gateway.clone();
+    let metrics = state.metrics.clone();
+    metrics.ws.opened.inc();
     let (sink, stream) = socket.split();
     let mut writer = Writer {
         sink,
         service: state.service.clone(),
+        metrics: metrics.clone(),
+        closed: None,
         user: user.id,
         last: 0,
         token_hash,
@@ -85,6 +90,7 @@ pub async fn run(
         Err(e) => {
             tracing::error!(error = %e, "websocket: cannot read the event cursor");
             Box::pin(writer.close(INTERNAL_ERROR, "database unavailable")).await;
+            metrics.ws.close(WsClose::Code(INTERNAL_ERROR));
             return;
         }
     };
@@ -115,7 +121,9 @@ pub async fn run(
         too_big.store(true, Ordering::SeqCst);
     }
     local.cancel();
-    let _ = writer_task.await;
+    // A panicked writer said nothing: the connection is dropped.
+    let closed = writer_task.await.unwrap_or(WsClose::Dropped);
+    metrics.ws.close(closed);
     if ending == Ending::TooBig {
         // The read half is held (not read) a moment longer; see `LINGER`.
         tokio::select! {
@@ -152,6 +160,9 @@ enum Wake {
 struct Writer {
     sink: Sink,
     service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    /// How the connection ended, once the writer closed it.
+    closed: Option<WsClose>,
     user: Uuid,
     /// Cursor of the last durable event sent.
     last: i64,
@@ -173,8 +184,8 @@ impl Writer {
         shutdown: CancellationToken,
         local: CancellationToken,
         last_seen: Arc<AtomicI64>,
-    ) {
-        if let Err(e) = self
+    ) -> WsClose {
+        let served = self
             .serve(
                 ready,
                 &mut subscription,
@@ -183,11 +194,19 @@ impl Writer {
                 &local,
                 &last_seen,
             )
-            .await
-        {
+            .await;
+        if let Err(e) = &served {
             tracing::debug!(error = %e, "websocket writer ended");
+            if e.is::<SlowPeer>() {
+                self.metrics.ws.slow_consumers.inc();
+            }
         }
         local.cancel();
+        match (self.closed, served) {
+            (Some(closed), _) => closed,
+            (None, Ok(())) => WsClose::Peer,
+            (None, Err(_)) => WsClose::Dropped,
+        }
     }
 
     async fn serve(
@@ -236,6 +255,7 @@ impl Writer {
                     return Ok(());
                 }
                 Wake::Overflow => {
+                    self.metrics.ws.slow_consumers.inc();
                     Box::pin(self.close(
                         TRY_AGAIN_LATER,
                         "too slow: reconnect with since=<last cursor>",
@@ -381,6 +401,7 @@ impl Writer {
 
     async fn feed(&mut self, frame: &ServerFrame) -> anyhow::Result<()> {
         let text = serde_json::to_string(frame)?;
+        self.metrics.ws.frames_out.inc();
         timed(&self.overflow, self.sink.feed(Message::Text(text.into()))).await
     }
 
@@ -389,6 +410,7 @@ impl Writer {
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
+        self.closed = Some(WsClose::Code(code));
         let frame = Message::Close(Some(CloseFrame {
             code,
             reason: reason.into(),
@@ -407,12 +429,25 @@ async fn timed(
 ) -> anyhow::Result<()> {
     tokio::select! {
         written = tokio::time::timeout(WRITE_TIMEOUT, io) => {
-            written.map_err(|_| anyhow::anyhow!("write timed out: the peer does not read"))??;
+            written.map_err(|_| SlowPeer("write timed out: the peer does not read"))??;
             Ok(())
         }
-        () = overflow.notified() => anyhow::bail!("queue overflow while the socket was full: dropping the peer"),
+        () = overflow.notified() => Err(SlowPeer("queue overflow while the socket was full: dropping the peer").into()),
     }
 }
+
+/// The peer does not read: a write timed out, or the queue overflowed while
+/// a write was blocked. The connection is dropped (a slow consumer).
+#[derive(Debug)]
+struct SlowPeer(&'static str);
+
+impl std::fmt::Display for SlowPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for SlowPeer {}
 
 fn durable_frame(cursor: i64, event: Event) -> ServerFrame {
     let cursor = cursor.to_string();
@@ -519,6 +554,9 @@ async fn read_loop(
             Some(Err(_)) | None => return Ending::Done,
         };
         last_seen.store(now_ms(), Ordering::Relaxed);
+        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            state.metrics.ws.frames_in.inc();
+        }
         let reply = match message {
             // Boxed: starting a command is a large future that an idle connection should not carry.
             Message::Text(text) => Box::pin(start(state, user, text.as_str())).await,

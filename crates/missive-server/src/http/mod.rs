@@ -19,17 +19,19 @@ use std::time::Instant;
 use axum::Router;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tracing::Instrument;
 
 use self::error::{ApiError, InternalCause};
-use crate::metrics::Metrics;
+use crate::metrics::{HttpLabels, Metrics, Route, method_label};
 use crate::service::ErrorCode;
 use crate::state::AppState;
 
@@ -38,7 +40,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(users::router())
         .merge(sessions::router())
         .merge(chats::router())
@@ -48,7 +50,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(limit_headers))
+        .layer(middleware::from_fn(limit_headers));
+    // Browsers on the CORS_ORIGINS may call the API; without any, no CORS
+    // headers at all (a browser then allows only the server's own pages).
+    let router = match cors(&state.config.cors_origins) {
+        Some(cors) => router
+            .layer(cors)
+            .layer(middleware::from_fn(preflight_no_content)),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             log_request,
@@ -59,6 +70,42 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The CORS layer for `origins` (exact origins), `None` when there are none.
+/// A preflight from an allowed origin is answered here (200/204 with the
+/// CORS headers); other origins get no `Access-Control-Allow-Origin`.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let request_id = HeaderName::from_static("x-request-id");
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                request_id.clone(),
+            ])
+            .expose_headers([request_id])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// A preflight's answer has no content: 204 rather than the CORS layer's 200.
+async fn preflight_no_content(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = next.run(request).await;
+    if preflight && response.status() == axum::http::StatusCode::OK {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 async fn unknown_route() -> ApiError {
@@ -92,7 +139,8 @@ async fn limit_headers(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// One INFO line per request (method, path, status, latency); 5xx causes at ERROR.
+/// One INFO line per request (method, path, status, latency); 5xx causes at
+/// ERROR; the request's duration in the HTTP histogram of `/metrics`.
 async fn log_request(
     State(metrics): State<Arc<Metrics>>,
     request: Request,
@@ -101,6 +149,8 @@ async fn log_request(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The route template, never the raw path: bounded label values.
+    let route = Route::new(request.extensions().get::<MatchedPath>());
     let request_id = request
         .extensions()
         .get::<RequestId>()
@@ -113,7 +163,14 @@ async fn log_request(
     let response = next.run(request).instrument(span.clone()).await;
     let _entered = span.enter();
     let status = response.status().as_u16();
-    metrics.response(status);
+    metrics.http.request(
+        &HttpLabels {
+            method: method_label(&method),
+            route,
+            status,
+        },
+        started.elapsed(),
+    );
     // Microsecond resolution, printed as a plain number of milliseconds.
     let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {

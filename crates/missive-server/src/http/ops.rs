@@ -204,7 +204,8 @@ pub(crate) async fn openapi() -> impl IntoResponse {
 
 /// Prometheus metrics
 ///
-/// Prometheus text exposition format.
+/// Prometheus text exposition format (0.0.4); every metric is described in
+/// the operator's guide.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -214,9 +215,10 @@ pub(crate) async fn openapi() -> impl IntoResponse {
     security(())
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut body = state.metrics.render(state.gateway.registry.connections());
-    body.push_str(&crate::bus::render_metrics(state.bus.as_ref()));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.exporter.render(),
+    )
 }
 
 /// Liveness

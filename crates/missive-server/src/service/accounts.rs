@@ -8,6 +8,7 @@ use missive_protocol::{Session, User};
 use super::identity::parse_phone;
 use super::{Caller, Error, ErrorCode, Service};
 use crate::bus::{Envelope, Payload};
+use crate::metrics::RateLimitKind;
 use crate::security::codes::{CODE_TTL, MAX_ATTEMPTS, hash_code, is_well_formed, new_code};
 use crate::security::tokens::{hash_token, new_token};
 use crate::store::{CodeAttempt, LoginCode, NewUser, Redeemed};
@@ -90,6 +91,7 @@ impl Service {
             .charge_code(phone.as_str())
             .await
             .map_err(|wait| {
+                self.metrics.rate_limits.reject(RateLimitKind::LoginCode);
                 Error::rate_limited(wait)
                     .with_message("too many login codes for this number; try again later")
             })?;
@@ -97,6 +99,7 @@ impl Service {
         // Deliver first: a code the user never received must not be issued
         // (nor counted against the number).
         if let Err(e) = self.codes.send(phone.as_str(), &code).await {
+            self.metrics.login_codes_failed.inc();
             tracing::warn!(error = %e, "login code not delivered");
             self.limits.refund(ticket).await;
             return Err(Error::new(
@@ -104,6 +107,7 @@ impl Service {
                 "the login code could not be sent; try again",
             ));
         }
+        self.metrics.login_codes_sent.inc();
         self.store
             .put_login_code(LoginCode {
                 user: user.id,
@@ -137,6 +141,7 @@ impl Service {
             .charge_guess(phone.as_str())
             .await
             .map_err(|wait| {
+                self.metrics.rate_limits.reject(RateLimitKind::LoginGuess);
                 Error::rate_limited(wait)
                     .with_message("too many wrong codes for this number; try again later")
             })?;
@@ -162,8 +167,11 @@ impl Service {
                 Ok(Session { token, user })
             }
             Redeemed::Invalid => Err(invalid_code()),
-            Redeemed::TooManyAttempts => Err(Error::rate_limited(BURNED_RETRY_AFTER)
-                .with_message("too many wrong codes: request a new code with POST /sessions")),
+            Redeemed::TooManyAttempts => {
+                self.metrics.rate_limits.reject(RateLimitKind::LoginGuess);
+                Err(Error::rate_limited(BURNED_RETRY_AFTER)
+                    .with_message("too many wrong codes: request a new code with POST /sessions"))
+            }
         }
     }
 

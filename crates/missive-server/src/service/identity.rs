@@ -17,6 +17,7 @@ use missive_protocol::User;
 use super::{Error, ErrorCode, Service};
 use crate::config::AuthMode;
 use crate::domain::PhoneNumber;
+use crate::metrics::RateLimitKind;
 use crate::security::tokens::hash_token;
 
 /// Whether a peer may use claimed identity (and anonymous sandbox access) under `mode`.
@@ -181,9 +182,10 @@ impl Service {
 
     /// `rate_limited` when the caller's address is over the register/login limit.
     pub fn check_auth_rate(&self, caller: &Caller) -> Result<(), Error> {
-        self.limits
-            .check_auth(caller.address())
-            .map_err(Error::rate_limited)
+        self.limits.check_auth(caller.address()).map_err(|wait| {
+            self.metrics.rate_limits.reject(RateLimitKind::Auth);
+            Error::rate_limited(wait)
+        })
     }
 
     async fn resolve_claim(&self, claim: Claim<'_>) -> Result<User, Error> {

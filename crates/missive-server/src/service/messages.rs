@@ -2,6 +2,7 @@
 //! delivered/read watermarks, and typing indicators.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use missive_protocol::{Message, MessageStatus, User};
 use uuid::Uuid;
@@ -10,6 +11,7 @@ use super::identity::parse_phone;
 use super::{Caller, Claim, Error, ErrorCode, Service, publish_durable};
 use crate::bus::{Envelope, Payload};
 use crate::domain::{ClientMessageId, MessageContent, PhoneNumber};
+use crate::metrics::RateLimitKind;
 use crate::store::{Event, MessageQuery, NewMessage, Page, Receipt, SendTarget};
 
 /// Where a send goes, as the client named it.
@@ -129,6 +131,7 @@ impl Service {
         draft: Draft,
     ) -> Result<PendingSend, Error> {
         self.limits.check_send(sender.id).map_err(|wait| {
+            self.metrics.rate_limits.reject(RateLimitKind::Send);
             Error::rate_limited(wait).with_message("too many messages; slow down")
         })?;
         let target = match to {
@@ -151,12 +154,14 @@ impl Service {
             content: draft.content,
             client_message_id: draft.client_message_id,
         };
+        let queued = Instant::now();
         let committing = self.store.queue_message(new).await?;
         let (bus, metrics) = (self.bus.clone(), self.metrics.clone());
         Ok(Box::pin(async move {
             let sent = committing.await?;
+            metrics.send_commit.observe_duration(queued.elapsed());
             if !sent.duplicate {
-                metrics.message();
+                metrics.messages.inc();
                 let event = Event::Message {
                     message: sent.message.clone(),
                 };

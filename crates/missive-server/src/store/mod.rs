@@ -357,12 +357,14 @@ pub type DynStore = Arc<dyn Store>;
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// How to open the store, besides its URL.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OpenOptions {
     /// How an SQLite file is checked before serving.
     pub startup_check: sqlite::StartupCheck,
     /// Connections of a PostgreSQL store's pool (SQLite ignores it).
     pub pool_size: usize,
+    /// The writer's instruments (queue depth, batch size, commit time).
+    pub metrics: crate::metrics::WriterMetrics,
 }
 
 impl Default for OpenOptions {
@@ -370,6 +372,7 @@ impl Default for OpenOptions {
         OpenOptions {
             startup_check: sqlite::StartupCheck::Quick,
             pool_size: DEFAULT_POOL_SIZE,
+            metrics: crate::metrics::WriterMetrics::default(),
         }
     }
 }
@@ -386,10 +389,10 @@ async fn open_unredacted(database_url: &str, options: OpenOptions) -> anyhow::Re
     if database_url.starts_with("sqlite:") {
         let location = sqlite::Location::parse(database_url)?;
         Ok(Arc::new(
-            sqlite::SqliteStore::open(location, options.startup_check).await?,
+            sqlite::SqliteStore::open(location, options.startup_check, options.metrics).await?,
         ))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        let store = postgres::PgStore::open(database_url, options.pool_size)
+        let store = postgres::PgStore::open(database_url, options.pool_size, options.metrics)
             .await
             .map_err(|e| {
                 e.context(format!(

@@ -101,6 +101,22 @@ async fn a_client_that_does_not_read_is_disconnected_while_others_keep_receiving
         "carol received each of her messages once"
     );
 
+    // The drop is counted as a slow consumer, closed with 1013 or dropped.
+    let metrics = app.get("/metrics").await.body;
+    assert!(
+        metrics.contains("missive_websocket_slow_consumer_disconnects_total 1\n"),
+        "{metrics}"
+    );
+    let closed = |code: &str| {
+        let prefix = format!("missive_websocket_closed_total{{code=\"{code}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    assert_eq!(closed("1013") + closed("dropped"), 1, "{metrics}");
+
     // Bob finds what was buffered, then the end of the connection, then resumes.
     let (buffered, last, ending) = drain(slow).await;
     println!("the slow reader read {buffered} buffered frames, then {ending:?}",);

@@ -52,7 +52,11 @@ impl PgStore {
     /// Connects to `url` (`postgres://…` or `postgresql://…`) with a pool of
     /// `pool_size` connections and applies the missing migrations; refuses a
     /// database whose schema is newer than this binary.
-    pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Self> {
+    pub async fn open(
+        url: &str,
+        pool_size: usize,
+        metrics: crate::metrics::WriterMetrics,
+    ) -> anyhow::Result<Self> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?;
@@ -80,7 +84,7 @@ impl PgStore {
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the PostgreSQL pool: {e}"))?;
         migrate(&pool).await?;
-        let (writer, task) = WriterHandle::spawn(pool.clone());
+        let (writer, task) = WriterHandle::spawn(pool.clone(), metrics);
         Ok(PgStore {
             pool,
             writer: Mutex::new(Some(writer)),
@@ -340,8 +344,17 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_database_refuses_to_open() {
         // Port 1 on loopback: nothing listens, the connection is refused at once.
-        let opened = PgStore::open("postgres://postgres@127.0.0.1:1/postgres", 2).await;
+        let opened = PgStore::open(
+            "postgres://postgres@127.0.0.1:1/postgres",
+            2,
+            Default::default(),
+        )
+        .await;
         assert!(opened.is_err());
-        assert!(PgStore::open("postgres://[bad", 2).await.is_err());
+        assert!(
+            PgStore::open("postgres://[bad", 2, Default::default())
+                .await
+                .is_err()
+        );
     }
 }

@@ -22,6 +22,7 @@
 //! it was acknowledged, and clients retry (idempotently, by `clientMessageId`).
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use deadpool_postgres::Pool;
 use missive_protocol::{Message, MessageStatus};
@@ -31,6 +32,7 @@ use uuid::Uuid;
 use super::sql::{self, EventRows, MESSAGE_COLUMNS, Numbering};
 use crate::domain::chat::{Member, direct_key, status_of};
 use crate::domain::{format_ms, now_ms};
+use crate::metrics::WriterMetrics;
 use crate::store::{Committing, NewMessage, SendTarget, Sent, StoreError, StoreResult};
 
 /// Most sends stored in one transaction.
@@ -52,9 +54,9 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Starts the writer task; it ends when every handle is dropped, after
     /// storing what it had received.
-    pub fn spawn(pool: Pool) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn spawn(pool: Pool, metrics: WriterMetrics) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX);
-        let task = tokio::spawn(run(pool, rx));
+        let task = tokio::spawn(run(pool, rx, metrics));
         (WriterHandle { inbox: tx }, task)
     }
 
@@ -76,7 +78,7 @@ impl WriterHandle {
     }
 }
 
-async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>) {
+async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>, metrics: WriterMetrics) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = inbox.recv().await {
         batch.push(first);
@@ -86,8 +88,12 @@ async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        metrics.queue_depth.set(inbox.len() as i64);
+        metrics.batch_size.observe(batch.len() as f64);
+        let started = Instant::now();
         let sends: Vec<&NewMessage> = batch.iter().map(|job| &job.new).collect();
         let outcome = apply(&pool, &sends).await;
+        metrics.commit_seconds.observe_duration(started.elapsed());
         match outcome {
             Ok(results) => {
                 tracing::trace!(sends = batch.len(), "send batch committed");
@@ -97,12 +103,14 @@ async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>) {
                 }
             }
             Err(e) => {
+                metrics.failed_batches.inc();
                 tracing::error!(error = %e, sends = batch.len(), "send batch failed");
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(clone_error(&e)));
                 }
             }
         }
+        metrics.queue_depth.set(inbox.len() as i64);
     }
     tracing::debug!("postgres writer stopped");
 }

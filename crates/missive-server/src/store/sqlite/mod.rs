@@ -82,7 +82,11 @@ pub enum StartupCheck {
 
 impl SqliteStore {
     /// Opens (creating when missing), checks and migrates the database.
-    pub async fn open(location: Location, check: StartupCheck) -> anyhow::Result<Self> {
+    pub async fn open(
+        location: Location,
+        check: StartupCheck,
+        metrics: crate::metrics::WriterMetrics,
+    ) -> anyhow::Result<Self> {
         let label = match &location {
             Location::Memory => ":memory:".to_owned(),
             Location::File(path) => path.display().to_string(),
@@ -119,7 +123,7 @@ impl SqliteStore {
             ),
             None => (None, None),
         };
-        let (writer, thread) = WriterHandle::spawn(conn)?;
+        let (writer, thread) = WriterHandle::spawn(conn, metrics)?;
         Ok(SqliteStore {
             writer: Mutex::new(Some(writer)),
             thread: Mutex::new(Some(thread)),

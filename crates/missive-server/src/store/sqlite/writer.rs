@@ -10,11 +10,13 @@
 //! idempotently, with their `clientMessageId`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::Cache;
+use crate::metrics::WriterMetrics;
 use crate::store::{StoreError, StoreResult};
 
 /// Most jobs applied in one transaction.
@@ -78,11 +80,14 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Starts the writer thread on `conn`. The thread ends when every handle is dropped,
     /// after applying what it had received.
-    pub fn spawn(conn: Connection) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+    pub fn spawn(
+        conn: Connection,
+        metrics: WriterMetrics,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(INBOX);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx))?;
+            .spawn(move || run(conn, rx, metrics))?;
         Ok((WriterHandle { inbox: tx }, thread))
     }
 
@@ -136,7 +141,7 @@ impl<T> Future for Committed<T> {
     }
 }
 
-fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>, metrics: WriterMetrics) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut cache = Cache::default();
     while let Some(first) = inbox.blocking_recv() {
@@ -147,8 +152,13 @@ fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
+        metrics.queue_depth.set(inbox.len() as i64);
+        metrics.batch_size.observe(batch.len() as f64);
+        let started = Instant::now();
         let commit = apply(&conn, &mut cache, &mut batch);
+        metrics.commit_seconds.observe_duration(started.elapsed());
         if let Err(e) = &commit {
+            metrics.failed_batches.inc();
             tracing::error!(error = %e, jobs = batch.len(), "write batch failed");
         } else {
             tracing::trace!(jobs = batch.len(), "write batch committed");
@@ -156,6 +166,7 @@ fn run(conn: Connection, mut inbox: mpsc::Receiver<Box<dyn Job>>) {
         for job in batch.drain(..) {
             job.finish(commit.clone());
         }
+        metrics.queue_depth.set(inbox.len() as i64);
     }
     tracing::debug!("sqlite writer stopped");
 }
