@@ -30,6 +30,7 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     limits: Arc<RateLimits>,
+    store: store::DynStore,
 }
 
 impl Application {
@@ -94,7 +95,7 @@ impl Application {
         };
         let metrics = Arc::new(Metrics::default());
         let service = Service::new(service::Parts {
-            store,
+            store: store.clone(),
             bus: bus.clone(),
             limits: limits.clone(),
             metrics: metrics.clone(),
@@ -114,6 +115,7 @@ impl Application {
             local_addr,
             state,
             limits,
+            store,
         })
     }
 
@@ -156,6 +158,10 @@ impl Application {
             log_level = %config.log_level,
             max_connections = config.max_connections,
             trusted_proxies = ?config.trusted_proxies,
+            event_retention = %config
+                .event_retention
+                .0
+                .map_or_else(|| "off".to_owned(), |d| humantime::format_duration(d).to_string()),
             "missive listening"
         );
         match &config.redis_url {
@@ -180,6 +186,7 @@ impl Application {
                 limits.shrink();
             }
         });
+        let maintenance = crate::maintenance::spawn(self.store.clone(), config.event_retention);
         let limits = serve::Limits {
             max_connections: connection_budget(config.max_connections),
             header_timeout: config.http_header_timeout,
@@ -203,6 +210,7 @@ impl Application {
         gateway.close(SHUTDOWN_GRACE).await;
         bus.close().await;
         housekeeping.abort();
+        maintenance.abort();
         tracing::info!("shutting down: closing the database");
         service.close().await;
         tracing::info!("bye");

@@ -80,15 +80,24 @@ pub async fn run(
     let too_big = writer.too_big.clone();
     // The cursor is read before registering: anything committed after it
     // arrives through the queue or, if the queue missed it, through a gap fill.
-    let current = match state.service.event_cursor(user.id).await {
-        Ok(cursor) => cursor,
+    let log = match state.service.event_log(user.id).await {
+        Ok(log) => log,
         Err(e) => {
             tracing::error!(error = %e, "websocket: cannot read the event cursor");
             Box::pin(writer.close(INTERNAL_ERROR, "database unavailable")).await;
             return;
         }
     };
-    writer.last = since.map_or(current, |s| s.clamp(0, current));
+    let current = log.cursor;
+    // A cursor whose next events were pruned, or one this database never
+    // handed out (it is ahead: the database was restored from an older
+    // backup), cannot be replayed: the client re-lists and goes on from
+    // `current` (a `resync` frame right after `ready`).
+    let resync = since.is_some_and(|s| s < log.pruned_through || s > current);
+    writer.last = match since {
+        Some(s) if !resync => s.max(0),
+        _ => current,
+    };
     let subscription = gateway.registry.register(user.id);
     writer.overflow = subscription.overflow.clone();
     let (id, user_id) = (subscription.id, subscription.user);
@@ -103,6 +112,7 @@ pub async fn run(
     };
     let writer_task = tokio::spawn(writer.run(
         ready,
+        resync,
         subscription,
         replies_rx,
         gateway.shutdown.clone(),
@@ -168,6 +178,7 @@ impl Writer {
     async fn run(
         mut self,
         ready: ServerFrame,
+        resync: bool,
         mut subscription: Subscription,
         mut replies: flume::Receiver<Box<ServerFrame>>,
         shutdown: CancellationToken,
@@ -177,6 +188,7 @@ impl Writer {
         if let Err(e) = self
             .serve(
                 ready,
+                resync,
                 &mut subscription,
                 &mut replies,
                 &shutdown,
@@ -193,13 +205,14 @@ impl Writer {
     async fn serve(
         &mut self,
         ready: ServerFrame,
+        resync: bool,
         subscription: &mut Subscription,
         replies: &mut flume::Receiver<Box<ServerFrame>>,
         shutdown: &CancellationToken,
         local: &CancellationToken,
         last_seen: &AtomicI64,
     ) -> anyhow::Result<()> {
-        Box::pin(self.start(ready)).await?;
+        Box::pin(self.start(ready, resync)).await?;
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
         loop {
@@ -248,9 +261,16 @@ impl Writer {
         }
     }
 
-    /// The `ready` frame, then everything after `since`.
-    async fn start(&mut self, ready: ServerFrame) -> anyhow::Result<()> {
+    /// The `ready` frame, then `resync` (when `since` cannot be replayed)
+    /// or everything after `since`.
+    async fn start(&mut self, ready: ServerFrame, resync: bool) -> anyhow::Result<()> {
         self.feed(&ready).await?;
+        if resync {
+            self.feed(&ServerFrame::Resync {
+                cursor: self.last.to_string(),
+            })
+            .await?;
+        }
         self.catch_up().await?;
         self.flush().await
     }
@@ -367,6 +387,16 @@ impl Writer {
                 .service
                 .events_since(self.user, self.last, REPLAY_PAGE)
                 .await?;
+            if events
+                .first()
+                .is_some_and(|(first, _)| *first > self.last + 1)
+            {
+                // Numbers have no holes, so the events in between were
+                // pruned while this connection was behind: never skip them
+                // silently.
+                Box::pin(self.pruned_meanwhile()).await?;
+                continue;
+            }
             let full = events.len() as u32 == REPLAY_PAGE;
             for (cursor, event) in events {
                 self.feed(&durable_frame(cursor, event)).await?;
@@ -377,6 +407,21 @@ impl Writer {
             }
             self.flush().await?;
         }
+    }
+
+    /// Events after `last` were pruned: tell the client to re-list and go on
+    /// from the newest event (`resync`).
+    async fn pruned_meanwhile(&mut self) -> anyhow::Result<()> {
+        let log = self.service.event_log(self.user).await?;
+        self.last = self.last.max(log.cursor);
+        tracing::debug!(
+            cursor = self.last,
+            "websocket: events were pruned meanwhile: resync"
+        );
+        self.feed(&ServerFrame::Resync {
+            cursor: self.last.to_string(),
+        })
+        .await
     }
 
     async fn feed(&mut self, frame: &ServerFrame) -> anyhow::Result<()> {
