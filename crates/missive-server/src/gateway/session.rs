@@ -73,6 +73,7 @@ pub async fn run(
         service: state.service.clone(),
         user: user.id,
         last: 0,
+        resync: false,
         token_hash,
         overflow: Arc::default(),
         too_big: Arc::default(),
@@ -93,9 +94,9 @@ pub async fn run(
     // handed out (it is ahead: the database was restored from an older
     // backup), cannot be replayed: the client re-lists and goes on from
     // `current` (a `resync` frame right after `ready`).
-    let resync = since.is_some_and(|s| s < log.pruned_through || s > current);
+    writer.resync = since.is_some_and(|s| s < log.pruned_through || s > current);
     writer.last = match since {
-        Some(s) if !resync => s.max(0),
+        Some(s) if !writer.resync => s.max(0),
         _ => current,
     };
     let subscription = gateway.registry.register(user.id);
@@ -112,7 +113,6 @@ pub async fn run(
     };
     let writer_task = tokio::spawn(writer.run(
         ready,
-        resync,
         subscription,
         replies_rx,
         gateway.shutdown.clone(),
@@ -165,6 +165,9 @@ struct Writer {
     user: Uuid,
     /// Cursor of the last durable event sent.
     last: i64,
+    /// `since` cannot be replayed (pruned, or never handed out): `resync`
+    /// follows `ready`.
+    resync: bool,
     /// Hash of the token that opened the connection.
     token_hash: Option<String>,
     /// Fires when the connection's queue overflowed.
@@ -178,7 +181,6 @@ impl Writer {
     async fn run(
         mut self,
         ready: ServerFrame,
-        resync: bool,
         mut subscription: Subscription,
         mut replies: flume::Receiver<Box<ServerFrame>>,
         shutdown: CancellationToken,
@@ -188,7 +190,6 @@ impl Writer {
         if let Err(e) = self
             .serve(
                 ready,
-                resync,
                 &mut subscription,
                 &mut replies,
                 &shutdown,
@@ -205,14 +206,13 @@ impl Writer {
     async fn serve(
         &mut self,
         ready: ServerFrame,
-        resync: bool,
         subscription: &mut Subscription,
         replies: &mut flume::Receiver<Box<ServerFrame>>,
         shutdown: &CancellationToken,
         local: &CancellationToken,
         last_seen: &AtomicI64,
     ) -> anyhow::Result<()> {
-        Box::pin(self.start(ready, resync)).await?;
+        Box::pin(self.start(ready)).await?;
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
         loop {
@@ -263,9 +263,9 @@ impl Writer {
 
     /// The `ready` frame, then `resync` (when `since` cannot be replayed)
     /// or everything after `since`.
-    async fn start(&mut self, ready: ServerFrame, resync: bool) -> anyhow::Result<()> {
+    async fn start(&mut self, ready: ServerFrame) -> anyhow::Result<()> {
         self.feed(&ready).await?;
-        if resync {
+        if self.resync {
             self.feed(&ServerFrame::Resync {
                 cursor: self.last.to_string(),
             })
