@@ -5,6 +5,13 @@
 //! WebSocket control frames (ping/pong) never reach the caller: the server's
 //! pings are answered by the protocol layer while [`Connection::next_frame`]
 //! reads. A close from the server surfaces as [`WsError::Closed`].
+//!
+//! Resuming with [`WsQuery::since`] from a cursor the server no longer keeps
+//! (older than its `EVENT_RETENTION`, or unknown after a restore) yields
+//! [`ServerFrame::Resync`] right after `ready`: the caller re-lists its chats
+//! and their messages ([`crate::Client::list_chats`],
+//! [`crate::Client::list_messages`]) and keeps the frame's `cursor` as the one
+//! to resume from.
 
 use std::time::Duration;
 

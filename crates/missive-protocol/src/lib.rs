@@ -365,6 +365,18 @@ pub enum ServerFrame {
         /// Opaque cursor of the newest durable event of the user.
         cursor: String,
     },
+    /// Right after `ready` (or, rarely, later): events after the `since=`
+    /// cursor are no longer kept (older than the server's `EVENT_RETENTION`,
+    /// or the cursor is one this database never handed out, e.g. after a
+    /// restore from a backup), so they cannot be replayed. The client must
+    /// re-list its chats and their messages over REST, then continue from
+    /// `cursor`: the frames that follow on this connection come after it,
+    /// and it is the cursor to resume from later (until a newer one
+    /// arrives). Events are never skipped without this frame.
+    Resync {
+        /// Opaque cursor to continue from.
+        cursor: String,
+    },
     /// A new message in any chat of the user, the user's own included (on
     /// every connection, the sending one too). Durable.
     Message {

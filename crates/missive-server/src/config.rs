@@ -28,6 +28,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// How long the per-user event log (replayed by `GET /ws?since=`) is kept:
+/// `EVENT_RETENTION`, a duration, or `None` to keep it forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// `30d`, `12h`, `1s`, … (humantime), or `0` / `off` to keep events forever.
+pub fn parse_retention(raw: &str) -> Result<Retention, String> {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("off") || raw == "0" {
+        return Ok(Retention(None));
+    }
+    match humantime::parse_duration(raw) {
+        Ok(d) if d.is_zero() => Ok(Retention(None)),
+        Ok(d) => Ok(Retention(Some(d))),
+        Err(e) => Err(format!(
+            "{raw:?} is not a duration such as 30d or 12h, nor 0 or off: {e}"
+        )),
+    }
+}
+
 /// A database, Redis or webhook URL without its secrets, for logs and error
 /// messages: the user-info of `scheme://user:password@host` becomes `***`,
 /// and so does the value of any `password=` parameter (a PostgreSQL URL may
@@ -152,7 +172,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`
     /// or `postgres://user@host:5432/db` (several nodes may share a PostgreSQL database).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/missive.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/missive.db",
+        global = true
+    )]
     pub database_url: String,
     /// Check an SQLite file before serving: `quick` (PRAGMA quick_check, about
     /// a second per GB) or `off` (for huge files; damage is then found while serving).
@@ -212,6 +237,12 @@ pub struct Config {
     /// (403). Empty: no CORS headers at all.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+    /// Events of a user's log (what `GET /ws?since=` replays) older than this
+    /// may be pruned, on every node, once at start and then every 10 minutes
+    /// (e.g. `30d`, `12h`); `0` or `off` keeps them forever. A resume from a
+    /// pruned cursor gets a `resync` frame.
+    #[arg(long, env = "EVENT_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub event_retention: Retention,
 }
 
 /// `scheme://host[:port]`, lower-cased, without a path.
@@ -237,6 +268,9 @@ pub fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{raw:?} is not an address or a CIDR such as 10.0.0.0/8"))
 }
 
+/// `EVENT_RETENTION`'s default: 30 days.
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl Default for Config {
     /// The documented defaults, ignoring the environment.
     fn default() -> Self {
@@ -259,6 +293,7 @@ impl Default for Config {
             http_idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
+            event_retention: Retention(Some(DEFAULT_EVENT_RETENTION)),
         }
     }
 }
@@ -287,6 +322,7 @@ impl std::fmt::Debug for Config {
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cors_origins", &self.cors_origins)
+            .field("event_retention", &self.event_retention)
             .finish()
     }
 }
@@ -371,6 +407,7 @@ mod tests {
         assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
+        assert_eq!(parsed.event_retention, default.event_retention);
     }
 
     #[test]
@@ -393,6 +430,28 @@ mod tests {
             Config::try_parse_from(["missive", "--http-header-timeout", "1500ms"]).expect("parses");
         assert_eq!(config.http_header_timeout, Duration::from_millis(1500));
         assert!(Config::try_parse_from(["missive", "--http-idle-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn event_retention_takes_a_duration_or_off() {
+        let parse = |v: &str| Config::try_parse_from(["missive", "--event-retention", v]);
+        assert_eq!(
+            parse("12h").expect("parses").event_retention,
+            Retention(Some(Duration::from_secs(12 * 3600)))
+        );
+        assert_eq!(
+            parse("1s").expect("parses").event_retention,
+            Retention(Some(Duration::from_secs(1)))
+        );
+        for off in ["0", "off", "OFF", "0s"] {
+            assert_eq!(
+                parse(off).expect(off).event_retention,
+                Retention(None),
+                "{off}"
+            );
+        }
+        assert!(parse("a month").is_err());
+        assert!(parse("-1d").is_err());
     }
 
     #[test]

@@ -18,16 +18,20 @@
 //! - [`serve`]: the accept loop: connection cap, header and idle timeouts.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
 //! - [`security`]: tokens, login codes and their senders, rate limits.
+//! - [`maintenance`]: periodic pruning jobs every node runs.
+//! - [`admin`]: the operator's subcommands (`backup`, `restore`, `migrate`).
 //! - [`telemetry`]: logging setup.
 //! - [`metrics`]: the instruments of `/metrics` (atomic handles used by every
 //!   layer) and their per-server exporter, which reads the bus and the
 //!   connection registry when `/metrics` is scraped.
 
+pub mod admin;
 pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod maintenance;
 pub mod metrics;
 pub mod security;
 pub mod serve;

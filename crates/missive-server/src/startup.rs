@@ -30,6 +30,7 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     limits: Arc<RateLimits>,
+    store: store::DynStore,
 }
 
 impl Application {
@@ -96,7 +97,7 @@ impl Application {
         };
         let exporter = Arc::new(Exporter::new(&metrics, bus.clone(), registry.clone()));
         let service = Service::new(service::Parts {
-            store,
+            store: store.clone(),
             bus: bus.clone(),
             limits: limits.clone(),
             metrics: metrics.clone(),
@@ -117,6 +118,7 @@ impl Application {
             local_addr,
             state,
             limits,
+            store,
         })
     }
 
@@ -159,6 +161,10 @@ impl Application {
             log_level = %config.log_level,
             max_connections = config.max_connections,
             trusted_proxies = ?config.trusted_proxies,
+            event_retention = %config
+                .event_retention
+                .0
+                .map_or_else(|| "off".to_owned(), |d| humantime::format_duration(d).to_string()),
             "missive listening"
         );
         match &config.redis_url {
@@ -183,6 +189,7 @@ impl Application {
                 limits.shrink();
             }
         });
+        let maintenance = crate::maintenance::spawn(self.store.clone(), config.event_retention);
         let limits = serve::Limits {
             max_connections: connection_budget(config.max_connections),
             header_timeout: config.http_header_timeout,
@@ -206,6 +213,7 @@ impl Application {
         gateway.close(SHUTDOWN_GRACE).await;
         bus.close().await;
         housekeeping.abort();
+        maintenance.abort();
         tracing::info!("shutting down: closing the database");
         service.close().await;
         tracing::info!("bye");

@@ -115,7 +115,8 @@ pub(crate) struct Params {
 /// status, user, at, cursor}; `typing` {chatId, user, isTyping} (ephemeral,
 /// no cursor); `ack` {ref, message} answering a `send` after the commit;
 /// `error` {ref?, code, message} for a bad frame (the connection stays
-/// open); `pong` answering `ping`.
+/// open); `pong` answering `ping`; `resync` {cursor} when `since=` cannot be
+/// replayed (see Resume).
 ///
 /// **Client → server**: `{"type":"send","ref"?,"chatId"|"to","content","clientMessageId"?}`;
 /// the sandbox frame `{"From","To","Content"}` (keys case-insensitive;
@@ -127,7 +128,12 @@ pub(crate) struct Params {
 /// cursor processed replays, in order, every durable event (message,
 /// receipt) missed, then live events — across restarts and nodes. A
 /// duplicate is possible only around the resume point and carries the same
-/// message `id`: clients dedupe by id. Every open connection of a user
+/// message `id`: clients dedupe by id. Events older than `EVENT_RETENTION`
+/// (default 30 days) may be pruned: a `since=` older than what is kept (or
+/// one this database never handed out, after a restore) gets, right after
+/// `ready`, `{"type":"resync","cursor"}` instead of a replay: re-list the
+/// chats and their messages, then continue from that cursor. Events are
+/// never skipped silently. Every open connection of a user
 /// receives the user's events. A client that does not read its socket is
 /// disconnected once its outbound queue (1,024 events) is full: with close
 /// code 1013, or, when its socket buffer is full too, by dropping the TCP

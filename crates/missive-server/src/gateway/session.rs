@@ -78,6 +78,7 @@ pub async fn run(
         closed: None,
         user: user.id,
         last: 0,
+        resync: false,
         token_hash,
         overflow: Arc::default(),
         too_big: Arc::default(),
@@ -85,8 +86,8 @@ pub async fn run(
     let too_big = writer.too_big.clone();
     // The cursor is read before registering: anything committed after it
     // arrives through the queue or, if the queue missed it, through a gap fill.
-    let current = match state.service.event_cursor(user.id).await {
-        Ok(cursor) => cursor,
+    let log = match state.service.event_log(user.id).await {
+        Ok(log) => log,
         Err(e) => {
             tracing::error!(error = %e, "websocket: cannot read the event cursor");
             Box::pin(writer.close(INTERNAL_ERROR, "database unavailable")).await;
@@ -94,7 +95,16 @@ pub async fn run(
             return;
         }
     };
-    writer.last = since.map_or(current, |s| s.clamp(0, current));
+    let current = log.cursor;
+    // A cursor whose next events were pruned, or one this database never
+    // handed out (it is ahead: the database was restored from an older
+    // backup), cannot be replayed: the client re-lists and goes on from
+    // `current` (a `resync` frame right after `ready`).
+    writer.resync = since.is_some_and(|s| s < log.pruned_through || s > current);
+    writer.last = match since {
+        Some(s) if !writer.resync => s.max(0),
+        _ => current,
+    };
     let subscription = gateway.registry.register(user.id);
     writer.overflow = subscription.overflow.clone();
     let (id, user_id) = (subscription.id, subscription.user);
@@ -166,6 +176,9 @@ struct Writer {
     user: Uuid,
     /// Cursor of the last durable event sent.
     last: i64,
+    /// `since` cannot be replayed (pruned, or never handed out): `resync`
+    /// follows `ready`.
+    resync: bool,
     /// Hash of the token that opened the connection.
     token_hash: Option<String>,
     /// Fires when the connection's queue overflowed.
@@ -268,9 +281,16 @@ impl Writer {
         }
     }
 
-    /// The `ready` frame, then everything after `since`.
+    /// The `ready` frame, then `resync` (when `since` cannot be replayed)
+    /// or everything after `since`.
     async fn start(&mut self, ready: ServerFrame) -> anyhow::Result<()> {
         self.feed(&ready).await?;
+        if self.resync {
+            self.feed(&ServerFrame::Resync {
+                cursor: self.last.to_string(),
+            })
+            .await?;
+        }
         self.catch_up().await?;
         self.flush().await
     }
@@ -387,6 +407,16 @@ impl Writer {
                 .service
                 .events_since(self.user, self.last, REPLAY_PAGE)
                 .await?;
+            if events
+                .first()
+                .is_some_and(|(first, _)| *first > self.last + 1)
+            {
+                // Numbers have no holes, so the events in between were
+                // pruned while this connection was behind: never skip them
+                // silently.
+                Box::pin(self.pruned_meanwhile()).await?;
+                continue;
+            }
             let full = events.len() as u32 == REPLAY_PAGE;
             for (cursor, event) in events {
                 self.feed(&durable_frame(cursor, event)).await?;
@@ -397,6 +427,21 @@ impl Writer {
             }
             self.flush().await?;
         }
+    }
+
+    /// Events after `last` were pruned: tell the client to re-list and go on
+    /// from the newest event (`resync`).
+    async fn pruned_meanwhile(&mut self) -> anyhow::Result<()> {
+        let log = self.service.event_log(self.user).await?;
+        self.last = self.last.max(log.cursor);
+        tracing::debug!(
+            cursor = self.last,
+            "websocket: events were pruned meanwhile: resync"
+        );
+        self.feed(&ServerFrame::Resync {
+            cursor: self.last.to_string(),
+        })
+        .await
     }
 
     async fn feed(&mut self, frame: &ServerFrame) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ use crate::bus::{DynBus, Envelope, Payload};
 use crate::config::AuthMode;
 use crate::metrics::Metrics;
 use crate::security::{Clock, CodeSender, RateLimits, TokenCache};
-use crate::store::{DynStore, Event, StoreResult};
+use crate::store::{DynStore, Event, EventLog, StoreResult};
 
 /// What the service needs from the rest of the node.
 pub struct Parts {
@@ -79,6 +79,11 @@ impl Service {
     /// The cursor of the newest event of `user`'s log (0 when empty).
     pub async fn event_cursor(&self, user: Uuid) -> StoreResult<i64> {
         self.store.event_cursor(user).await
+    }
+
+    /// Where `user`'s log stands: its newest event and how far it was pruned.
+    pub async fn event_log(&self, user: Uuid) -> StoreResult<EventLog> {
+        self.store.event_log(user).await
     }
 
     /// Up to `limit` events of `user`'s log after `cursor`, oldest first

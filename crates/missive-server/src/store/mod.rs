@@ -152,6 +152,64 @@ pub enum Event {
     Receipt(ReceiptEvent),
 }
 
+/// Where a user's event log stands (see [`Store::event_log`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventLog {
+    /// The number of the newest event (0 when none was ever appended). It
+    /// only grows: pruning never lowers it, so numbers are never reused.
+    pub cursor: i64,
+    /// Every event numbered up to this one may have been pruned (0 when none
+    /// was): a resume from a cursor below it cannot be replayed in full.
+    pub pruned_through: i64,
+}
+
+/// How a database's schema compares with this build's migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// Migrations the database has applied (its schema version).
+    pub applied: i64,
+    /// Migrations this build knows.
+    pub known: i64,
+}
+
+impl SchemaStatus {
+    /// Migrations this build would apply.
+    pub fn pending(&self) -> i64 {
+        (self.known - self.applied).max(0)
+    }
+
+    /// True when the database was migrated by a newer build.
+    pub fn is_newer(&self) -> bool {
+        self.applied > self.known
+    }
+}
+
+impl std::fmt::Display for SchemaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_newer() {
+            write!(
+                f,
+                "the database schema is at version {}, newer than this build of missive knows ({})",
+                self.applied, self.known
+            )
+        } else if self.pending() > 0 {
+            write!(
+                f,
+                "{} pending migration(s): the database schema is at version {}, this build's is {}",
+                self.pending(),
+                self.applied,
+                self.known
+            )
+        } else {
+            write!(
+                f,
+                "the database schema is current (version {})",
+                self.applied
+            )
+        }
+    }
+}
+
 /// A login code to store.
 #[derive(Debug, Clone)]
 pub struct LoginCode {
@@ -343,6 +401,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<(i64, Event)>>;
 
+    /// Where `user`'s log stands: its newest event and how far it was pruned.
+    async fn event_log(&self, user: Uuid) -> StoreResult<EventLog>;
+    /// One step of pruning: finds up to `limit` events created before
+    /// `cutoff_ms` (milliseconds since the epoch) and deletes, for each of
+    /// their users, every event up to the newest of them — always a prefix
+    /// of the user's log, so that what is kept has no hole — recording it in
+    /// [`EventLog::pruned_through`]. Returns how many events were deleted (0
+    /// when nothing is older than the cutoff). Idempotent, and safe on
+    /// several nodes at once.
+    async fn prune_events(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64>;
+
     /// Finishes pending writes and closes the database.
     async fn close(&self);
 }
@@ -383,6 +452,69 @@ pub async fn open(database_url: &str, options: OpenOptions) -> anyhow::Result<Dy
     open_unredacted(database_url, options)
         .await
         .map_err(|e| anyhow::anyhow!(crate::config::scrub(&format!("{e:#}"), &[database_url])))
+}
+
+/// The schema of the database named by `DATABASE_URL` against this build's
+/// migrations (`missive migrate --check`); applies nothing. A missing SQLite
+/// file is at version 0. Errors never carry the URL's password.
+pub async fn schema_status(database_url: &str) -> anyhow::Result<SchemaStatus> {
+    let status = async {
+        match Backend::of(database_url)? {
+            Backend::Sqlite(sqlite::Location::File(path)) => sqlite::schema::file_status(&path),
+            Backend::Sqlite(sqlite::Location::Memory) => {
+                anyhow::bail!("sqlite::memory: has no schema to check: it starts empty every time")
+            }
+            Backend::Postgres => postgres::schema_status(database_url).await,
+        }
+    };
+    status.await.map_err(|e| redacted(e, database_url))
+}
+
+/// Applies the pending migrations of the database named by `DATABASE_URL`
+/// (`missive migrate`) and returns its schema status before and after;
+/// refuses a database migrated by a newer build. Errors never carry the
+/// URL's password.
+pub async fn migrate(database_url: &str) -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
+    let migrated = async {
+        match Backend::of(database_url)? {
+            Backend::Sqlite(sqlite::Location::File(path)) => sqlite::migrate_file(&path),
+            Backend::Sqlite(sqlite::Location::Memory) => {
+                anyhow::bail!("sqlite::memory: cannot be migrated: it starts empty every time")
+            }
+            Backend::Postgres => postgres::migrate_url(database_url).await,
+        }
+    };
+    migrated.await.map_err(|e| redacted(e, database_url))
+}
+
+/// The kind of database a `DATABASE_URL` names.
+pub enum Backend {
+    /// An SQLite file or memory database.
+    Sqlite(sqlite::Location),
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+impl Backend {
+    /// Parses the scheme of `database_url`.
+    pub fn of(database_url: &str) -> anyhow::Result<Backend> {
+        if database_url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite(sqlite::Location::parse(database_url)?))
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Ok(Backend::Postgres)
+        } else {
+            anyhow::bail!(
+                "unsupported DATABASE_URL {:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db",
+                crate::config::redact(database_url)
+            )
+        }
+    }
+}
+
+fn redacted(e: anyhow::Error, database_url: &str) -> anyhow::Error {
+    anyhow::anyhow!(crate::config::scrub(&format!("{e:#}"), &[database_url]))
 }
 
 async fn open_unredacted(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {

@@ -818,6 +818,7 @@ async fn answer_to(conn: &mut Connection, frame: &Value) -> String {
                 continue;
             }
             ServerFrame::Ready { .. } => panic!("a second ready frame"),
+            ServerFrame::Resync { .. } => panic!("a resync without since="),
         };
         assert!(
             answer.is_none(),

@@ -23,8 +23,9 @@ use uuid::Uuid;
 
 use self::writer::WriterHandle;
 use super::{
-    ChatQuery, ChatView, CodeAttempt, Committing, Event, LoginCode, MessageQuery, NewMessage,
-    NewUser, Page, Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
+    ChatQuery, ChatView, CodeAttempt, Committing, Event, EventLog, LoginCode, MessageQuery,
+    NewMessage, NewUser, Page, Receipt, Redeemed, SchemaStatus, Sent, Store, StoreError,
+    StoreResult,
 };
 use crate::domain::{PhoneNumber, chat};
 
@@ -32,7 +33,19 @@ use crate::domain::{PhoneNumber, chat};
 type PgResult<T> = Result<T, tokio_postgres::Error>;
 
 /// Migrations, applied in order; `schema_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+///
+/// Why the in-house runner rather than `refinery` (its tokio-postgres
+/// flavour): databases made by earlier builds record their version in
+/// `schema_migrations`, which refinery would not read (it keeps its own
+/// history table, with checksums of each script that would have to be
+/// forged for existing databases); and nodes starting together must take
+/// turns, which the runner below does with an advisory lock held by its
+/// one transaction. It is a plain ordered list, one transaction for all the
+/// pending scripts, and a refusal of a newer database.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0003_event_retention.sql"),
+];
 
 /// How long a caller waits for a pooled connection, a new connection, or a
 /// recycled one before the store answers `Unavailable` (HTTP 503).
@@ -57,32 +70,7 @@ impl PgStore {
         pool_size: usize,
         metrics: crate::metrics::WriterMetrics,
     ) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?;
-        config
-            .connect_timeout(WAIT)
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            // A query sent into a silent network (no reset, no answer) fails
-            // after this instead of hanging: the store is then Unavailable.
-            .tcp_user_timeout(Duration::from_secs(15))
-            .application_name("missive");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(2))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(WAIT))
-            .create_timeout(Some(WAIT))
-            .recycle_timeout(Some(WAIT))
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot build the PostgreSQL pool: {e}"))?;
+        let pool = pool(url, pool_size)?;
         migrate(&pool).await?;
         let (writer, task) = WriterHandle::spawn(pool.clone(), metrics);
         Ok(PgStore {
@@ -103,6 +91,74 @@ impl PgStore {
             .clone()
             .ok_or_else(|| StoreError::Unavailable("the database is closed".into()))
     }
+}
+
+/// A pool of `pool_size` connections to `url` (none is opened yet).
+fn pool(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?;
+    config
+        .connect_timeout(WAIT)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        // A query sent into a silent network (no reset, no answer) fails
+        // after this instead of hanging: the store is then Unavailable.
+        .tcp_user_timeout(Duration::from_secs(15))
+        .application_name("missive");
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(pool_size.max(2))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(WAIT))
+        .create_timeout(Some(WAIT))
+        .recycle_timeout(Some(WAIT))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the PostgreSQL pool: {e}"))
+}
+
+/// The schema version of the database at `url` against [`MIGRATIONS`]
+/// (`missive migrate --check`); applies nothing.
+pub async fn schema_status(url: &str) -> anyhow::Result<SchemaStatus> {
+    let pool = pool(url, 2)?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("cannot connect to PostgreSQL"))?;
+    let table: Option<String> = client
+        .query_one("SELECT to_regclass('schema_migrations')::text", &[])
+        .await?
+        .try_get(0)?;
+    let applied: i32 = match table {
+        None => 0,
+        Some(_) => client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .try_get(0)?,
+    };
+    Ok(SchemaStatus {
+        applied: i64::from(applied),
+        known: MIGRATIONS.len() as i64,
+    })
+}
+
+/// `missive migrate`: applies the pending migrations of the database at
+/// `url` and returns the schema status before and after.
+pub async fn migrate_url(url: &str) -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
+    let before = schema_status(url).await?;
+    let pool = pool(url, 2)?;
+    migrate(&pool).await?;
+    pool.close();
+    Ok((before, schema_status(url).await?))
 }
 
 async fn migrate(pool: &Pool) -> anyhow::Result<()> {
@@ -309,6 +365,14 @@ impl Store for PgStore {
         limit: u32,
     ) -> StoreResult<Vec<(i64, Event)>> {
         sql::events_since(&self.client().await?, user, cursor, limit).await
+    }
+
+    async fn event_log(&self, user: Uuid) -> StoreResult<EventLog> {
+        sql::event_log(&self.client().await?, user).await
+    }
+
+    async fn prune_events(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
+        sql::prune_events(&mut self.client().await?, cutoff_ms, limit).await
     }
 
     async fn close(&self) {

@@ -18,8 +18,8 @@ use crate::domain::chat::{Member, direct_key, refresh_statuses, status_of};
 use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
-    ChatQuery, ChatView, CodeAttempt, Event as LogEvent, LoginCode, MessageCursor, MessageQuery,
-    NewUser, Page, Receipt, ReceiptEvent, Redeemed, StoreError, StoreResult,
+    ChatQuery, ChatView, CodeAttempt, Event as LogEvent, EventLog, LoginCode, MessageCursor,
+    MessageQuery, NewUser, Page, Receipt, ReceiptEvent, Redeemed, StoreError, StoreResult,
 };
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
@@ -827,6 +827,69 @@ pub async fn event_cursor<C: GenericClient>(client: &C, user: Uuid) -> StoreResu
     .ok_or(StoreError::UserNotFound)?
     .try_get(0)
     .map_err(StoreError::from)
+}
+
+/// Where `user`'s log stands: its newest event and how far it was pruned.
+pub async fn event_log<C: GenericClient>(client: &C, user: Uuid) -> StoreResult<EventLog> {
+    let row = query_opt(
+        client,
+        "SELECT event_seq, events_pruned_seq FROM users WHERE id = $1",
+        &[&user],
+    )
+    .await?
+    .ok_or(StoreError::UserNotFound)?;
+    Ok(EventLog {
+        cursor: row.try_get(0)?,
+        pruned_through: row.try_get(1)?,
+    })
+}
+
+/// One step of pruning (see `Store::prune_events`): the users of up to
+/// `limit` of the oldest events created before `cutoff_ms`, each with the
+/// newest such event, lose their log up to it. The user rows are locked
+/// first, in id order, like every transaction that appends events (see the
+/// module docs): an append and a prune of one user take turns, and nodes
+/// pruning at once find the work done (`GREATEST` keeps it idempotent).
+pub async fn prune_events(
+    client: &mut deadpool_postgres::Client,
+    cutoff_ms: i64,
+    limit: u32,
+) -> StoreResult<u64> {
+    let tx = client.transaction().await?;
+    let rows = query(
+        &tx,
+        "SELECT user_id, MAX(seq) FROM
+             (SELECT user_id, seq FROM events WHERE created_at < $1
+              ORDER BY created_at LIMIT $2) AS old
+         GROUP BY user_id ORDER BY user_id",
+        &[&cutoff_ms, &i64::from(limit)],
+    )
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let (users, through): (Vec<Uuid>, Vec<i64>) = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<PgResult<Vec<(Uuid, i64)>>>()?
+        .into_iter()
+        .unzip();
+    lock_users(&tx, &users).await?;
+    let deleted = tx
+        .execute(
+            "DELETE FROM events e USING unnest($1::uuid[], $2::int8[]) AS d(id, through)
+             WHERE e.user_id = d.id AND e.seq <= d.through",
+            &[&users, &through],
+        )
+        .await?;
+    tx.execute(
+        "UPDATE users u SET events_pruned_seq = GREATEST(u.events_pruned_seq, d.through)
+         FROM unnest($1::uuid[], $2::int8[]) AS d(id, through) WHERE u.id = d.id",
+        &[&users, &through],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 /// Messages by id with their current status.

@@ -6,6 +6,7 @@
 mod cache;
 mod checkpoint;
 mod health;
+pub mod schema;
 mod sql;
 mod writer;
 
@@ -20,20 +21,14 @@ use uuid::Uuid;
 
 use self::writer::WriterHandle;
 use super::{
-    ChatQuery, ChatView, CodeAttempt, Committing, Event, LoginCode, MessageQuery, NewMessage,
-    NewUser, Page, Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
+    ChatQuery, ChatView, CodeAttempt, Committing, Event, EventLog, LoginCode, MessageQuery,
+    NewMessage, NewUser, Page, Receipt, Redeemed, SchemaStatus, Sent, Store, StoreError,
+    StoreResult,
 };
 use crate::domain::{PhoneNumber, chat};
 
 /// Read connections of a file database.
 const READERS: usize = 4;
-
-/// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-    include_str!("../../../migrations/sqlite/0002_login_codes.sql"),
-    include_str!("../../../migrations/sqlite/0003_health.sql"),
-];
 
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,17 +89,7 @@ impl SqliteStore {
         let (conn, readers) = match &location {
             Location::Memory => (Connection::open_in_memory()?, None),
             Location::File(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot create the database directory {}: {e}",
-                            dir.display()
-                        )
-                    })?;
-                }
-                let conn = Connection::open(path).map_err(|e| {
-                    anyhow::anyhow!("cannot open the database {}: {e}", path.display())
-                })?;
+                let conn = open_file(path)?;
                 (conn, Some(path.clone()))
             }
         };
@@ -113,7 +98,7 @@ impl SqliteStore {
             if check == StartupCheck::Quick {
                 quick_check(&conn)?;
             }
-            migrate(&conn)
+            schema::migrate(&conn)
         };
         prepare().map_err(|e| anyhow::anyhow!("database {label}: {e}"))?;
         let (readers, checkpointer) = match readers {
@@ -161,7 +146,35 @@ impl SqliteStore {
     }
 }
 
-fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
+/// Opens the file at `path` for writing, creating it and its directory when missing.
+pub(crate) fn open_file(path: &Path) -> anyhow::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the database directory {}: {e}",
+                dir.display()
+            )
+        })?;
+    }
+    Connection::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))
+}
+
+/// `missive migrate` on a file: applies the pending migrations (creating
+/// the file when missing) and returns the schema status before and after.
+pub fn migrate_file(path: &Path) -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
+    let conn = open_file(path)?;
+    let run = || -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
+        configure_writer(&conn)?;
+        let before = schema::status(&conn)?;
+        schema::migrate(&conn)?;
+        Ok((before, schema::status(&conn)?))
+    };
+    run().map_err(|e| anyhow::anyhow!("database {}: {e}", path.display()))
+}
+
+/// The writer's settings: WAL, `synchronous=FULL`, foreign keys, timeouts.
+pub(crate) fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
     // journal_mode answers with a row, so it is queried rather than executed.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     tracing::debug!(journal_mode = %mode, "sqlite opened");
@@ -193,26 +206,6 @@ fn quick_check(conn: &Connection) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "quick_check passed"
     );
-    Ok(())
-}
-
-fn migrate(conn: &Connection) -> anyhow::Result<()> {
-    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
-    if applied > known {
-        anyhow::bail!(
-            "its schema version is {applied}, newer than this build of missive knows ({known}); \
-             run the newer missive that wrote it, or point DATABASE_URL at another file"
-        );
-    }
-    for (index, script) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
-        let version = index + 1;
-        conn.execute_batch(&format!(
-            "BEGIN; {script}; PRAGMA user_version = {version}; COMMIT;"
-        ))
-        .map_err(|e| anyhow::anyhow!("migration {version} failed: {e}"))?;
-        tracing::info!(version, "applied database migration");
-    }
     Ok(())
 }
 
@@ -420,6 +413,17 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<(i64, Event)>> {
         self.read(move |conn| sql::events_since(conn, user, cursor, limit))
+            .await
+    }
+
+    async fn event_log(&self, user: Uuid) -> StoreResult<EventLog> {
+        self.read(move |conn| sql::event_log(conn, user)).await
+    }
+
+    async fn prune_events(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
+        // On the writer, in a batch of its own size: sends queued meanwhile
+        // wait for one short step, never for the whole pruning.
+        self.write(move |conn, _| sql::prune_events(conn, cutoff_ms, limit))
             .await
     }
 

@@ -10,9 +10,9 @@ use crate::domain::chat::{Member, direct_key, refresh_statuses, status_of};
 use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
-    ChatQuery, ChatView, CodeAttempt, Event as LogEvent, LoginCode, MessageCursor, MessageQuery,
-    NewMessage, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SendTarget, Sent, StoreError,
-    StoreResult,
+    ChatQuery, ChatView, CodeAttempt, Event as LogEvent, EventLog, LoginCode, MessageCursor,
+    MessageQuery, NewMessage, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SendTarget, Sent,
+    StoreError, StoreResult,
 };
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
@@ -533,6 +533,48 @@ pub fn event_cursor(conn: &Connection, user: Uuid) -> StoreResult<i64> {
         .query_row([user.to_string()], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::UserNotFound)
+}
+
+/// Where `user`'s log stands: its newest event and how far it was pruned.
+pub fn event_log(conn: &Connection, user: Uuid) -> StoreResult<EventLog> {
+    conn.prepare_cached("SELECT event_seq, events_pruned_seq FROM users WHERE id = ?1")?
+        .query_row([user.to_string()], |r| {
+            Ok(EventLog {
+                cursor: r.get(0)?,
+                pruned_through: r.get(1)?,
+            })
+        })
+        .optional()?
+        .ok_or(StoreError::UserNotFound)
+}
+
+/// One step of pruning (see `Store::prune_events`): the users of up to
+/// `limit` of the oldest events created before `cutoff_ms`, each with the
+/// newest such event, lose their log up to it. Runs on the writer, so the
+/// `events_pruned_seq` it raises and the `event_seq` the cache keeps (which
+/// pruning never touches) stay consistent.
+pub fn prune_events(conn: &Connection, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
+    let found = conn
+        .prepare_cached(
+            "SELECT user_id, MAX(seq) FROM
+                 (SELECT user_id, seq FROM events WHERE created_at < ?1
+                  ORDER BY created_at LIMIT ?2)
+             GROUP BY user_id",
+        )?
+        .query_map(params![cutoff_ms, i64::from(limit)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut deleted = 0;
+    let mut delete = conn.prepare_cached("DELETE FROM events WHERE user_id = ?1 AND seq <= ?2")?;
+    let mut mark = conn.prepare_cached(
+        "UPDATE users SET events_pruned_seq = MAX(events_pruned_seq, ?2) WHERE id = ?1",
+    )?;
+    for (user, through) in found {
+        deleted += delete.execute(params![user, through])? as u64;
+        mark.execute(params![user, through])?;
+    }
+    Ok(deleted)
 }
 
 /// Up to `limit` events of `user`'s log after `cursor`, oldest first.
