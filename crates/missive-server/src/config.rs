@@ -211,6 +211,17 @@ pub struct Config {
     /// upgrade with any other `Origin` is refused (403).
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+    /// Where push notifications are POSTed as `{"userId","chatId","messageId","sender","preview"}`
+    /// for recipients with no open connection on any node (unset: no pushes).
+    #[arg(long, env = "PUSH_WEBHOOK_URL")]
+    pub push_webhook_url: Option<String>,
+    /// HMAC-SHA256 key of the `X-Missive-Signature` header of each push (required with PUSH_WEBHOOK_URL).
+    #[arg(long, env = "PUSH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub push_webhook_secret: Option<String>,
+    /// Delay before a failed push is retried the first time (e.g. `30s`); it
+    /// doubles with each retry, 8 attempts in all.
+    #[arg(long, env = "PUSH_RETRY_BASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub push_retry_base: Duration,
 }
 
 /// `scheme://host[:port]`, lower-cased, without a path.
@@ -258,6 +269,9 @@ impl Default for Config {
             http_idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
+            push_webhook_url: None,
+            push_webhook_secret: None,
+            push_retry_base: crate::push::DEFAULT_RETRY_BASE,
         }
     }
 }
@@ -286,6 +300,15 @@ impl std::fmt::Debug for Config {
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cors_origins", &self.cors_origins)
+            .field(
+                "push_webhook_url",
+                &self.push_webhook_url.as_deref().map(redact),
+            )
+            .field(
+                "push_webhook_secret",
+                &self.push_webhook_secret.as_ref().map(|_| "***"),
+            )
+            .field("push_retry_base", &self.push_retry_base)
             .finish()
     }
 }
@@ -336,10 +359,12 @@ mod tests {
             database_url: "postgres://u:secretpw@db/m".into(),
             redis_url: Some("redis://:redispw@cache".into()),
             otp_webhook_url: Some("https://api:hookpw@sms.example/send".into()),
+            push_webhook_url: Some("https://push:pushpw@push.example/hook".into()),
+            push_webhook_secret: Some("hmac-key-42".into()),
             ..Config::default()
         };
         let debug = format!("{config:?}");
-        for secret in ["secretpw", "redispw", "hookpw"] {
+        for secret in ["secretpw", "redispw", "hookpw", "pushpw", "hmac-key-42"] {
             assert!(!debug.contains(secret), "{debug}");
         }
     }
@@ -370,6 +395,8 @@ mod tests {
         assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
+        assert_eq!(parsed.push_retry_base, default.push_retry_base);
+        assert_eq!(parsed.push_webhook_url, None);
     }
 
     #[test]

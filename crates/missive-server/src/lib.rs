@@ -17,6 +17,8 @@
 //!   messages) and the one error vocabulary, shared by HTTP and WebSocket.
 //! - [`serve`]: the accept loop: connection cap, header and idle timeouts.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
+//! - [`push`]: push notifications for offline recipients: the outbox
+//!   dispatcher and the cluster-wide presence it checks.
 //! - [`security`]: tokens, login codes and their senders, rate limits.
 //! - [`telemetry`]: logging setup.
 
@@ -26,6 +28,7 @@ pub mod domain;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod push;
 pub mod security;
 pub mod serve;
 pub mod service;

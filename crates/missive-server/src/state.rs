@@ -6,6 +6,7 @@ use crate::bus::DynBus;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::push::PushStats;
 use crate::service::Service;
 
 /// Cheap to clone: everything inside is shared.
@@ -21,4 +22,6 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The push dispatcher's counters (`None` without `PUSH_WEBHOOK_URL`).
+    pub push: Option<Arc<PushStats>>,
 }

@@ -89,6 +89,9 @@ pub(crate) async fn openapi() -> impl IntoResponse {
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = state.metrics.render(state.gateway.registry.connections());
     body.push_str(&crate::bus::render_metrics(state.bus.as_ref()));
+    if let Some(push) = &state.push {
+        body.push_str(&push.render());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -150,11 +150,17 @@ impl Service {
             target,
             content: draft.content,
             client_message_id: draft.client_message_id,
+            push: self.push.as_ref().map(|push| push.filter.clone()),
         };
         let committing = self.store.queue_message(new).await?;
-        let (bus, metrics) = (self.bus.clone(), self.metrics.clone());
+        let (bus, metrics, push) = (self.bus.clone(), self.metrics.clone(), self.push.clone());
         Ok(Box::pin(async move {
             let sent = committing.await?;
+            if sent.pushes > 0
+                && let Some(push) = &push
+            {
+                push.queued();
+            }
             if !sent.duplicate {
                 metrics.message();
                 let event = Event::Message {

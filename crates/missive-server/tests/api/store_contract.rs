@@ -97,6 +97,7 @@ fn message(sender: &User, target: SendTarget, content: &str, key: Option<&str>) 
         target,
         content: MessageContent::parse(content.to_owned()).expect("valid content"),
         client_message_id: key.map(|k| ClientMessageId::parse(k.to_owned()).expect("a valid key")),
+        push: None,
     }
 }
 

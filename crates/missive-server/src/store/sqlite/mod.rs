@@ -21,7 +21,7 @@ use uuid::Uuid;
 use self::writer::WriterHandle;
 use super::{
     ChatQuery, ChatView, CodeAttempt, Committing, Event, LoginCode, MessageQuery, NewMessage,
-    NewUser, Page, Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
+    NewUser, Page, PendingPush, Receipt, Redeemed, Sent, Store, StoreError, StoreResult,
 };
 use crate::domain::{PhoneNumber, chat};
 
@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_login_codes.sql"),
     include_str!("../../../migrations/sqlite/0003_health.sql"),
+    include_str!("../../../migrations/sqlite/0006_push_outbox.sql"),
 ];
 
 /// Where the database lives.
@@ -416,6 +417,29 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<(i64, Event)>> {
         self.read(move |conn| sql::events_since(conn, user, cursor, limit))
+            .await
+    }
+
+    async fn claim_pushes(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingPush>> {
+        self.write(move |conn, _| sql::claim_pushes(conn, now, lease_until, limit))
+            .await
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        self.read(sql::next_push_due).await
+    }
+
+    async fn remove_push(&self, id: i64) -> StoreResult<()> {
+        self.write(move |conn, _| sql::remove_push(conn, id)).await
+    }
+
+    async fn reschedule_push(&self, id: i64, at: i64) -> StoreResult<()> {
+        self.write(move |conn, _| sql::reschedule_push(conn, id, at))
             .await
     }
 
