@@ -482,6 +482,9 @@ mod tests {
             retry_base: DEFAULT_RETRY_BASE,
         };
         let debug = format!("{settings:?}");
-        assert!(!debug.contains("s3cr3t") && !debug.contains(":pw@"), "{debug}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains(":pw@"),
+            "{debug}"
+        );
     }
 }

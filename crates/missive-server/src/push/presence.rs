@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -64,6 +65,9 @@ pub struct ClusterPresence {
     node: String,
     registry: Arc<Registry>,
     stop: CancellationToken,
+    /// False after a failed command, until one succeeds: connections then do
+    /// not wait for Redis to record them (the heartbeat repairs the set).
+    healthy: AtomicBool,
 }
 
 impl ClusterPresence {
@@ -86,6 +90,7 @@ impl ClusterPresence {
             node: Uuid::now_v7().to_string(),
             registry,
             stop: CancellationToken::new(),
+            healthy: AtomicBool::new(true),
         });
         let beating = presence.clone();
         tokio::spawn(async move {
@@ -104,8 +109,20 @@ impl ClusterPresence {
         format!("{}{}", self.node_prefix, self.node)
     }
 
-    /// Records that `user` has a connection here (call after registering it).
-    pub async fn joined(&self, user: Uuid) {
+    /// Records that `user` has a connection here (call after registering
+    /// it). Waits for Redis (at most 1 s) unless Redis failed lately; then the
+    /// update goes on in the background, so that connections are not slowed
+    /// by an outage.
+    pub async fn joined(self: &Arc<Self>, user: Uuid) {
+        if self.healthy.load(Ordering::Relaxed) {
+            self.record_join(user).await;
+        } else {
+            let presence = self.clone();
+            tokio::spawn(async move { presence.record_join(user).await });
+        }
+    }
+
+    async fn record_join(&self, user: Uuid) {
         let key = self.node_key();
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -153,11 +170,18 @@ impl ClusterPresence {
 
     async fn run(&self, pipe: redis::Pipeline, what: &str) {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "presence: cannot {what}"),
-            Err(_) => tracing::debug!("presence: cannot {what}: Redis timed out"),
-        }
+        let ok = match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "presence: cannot {what}");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("presence: cannot {what}: Redis timed out");
+                false
+            }
+        };
+        self.healthy.store(ok, Ordering::Relaxed);
     }
 
     /// Those of `users` connected to some live node (this one included).

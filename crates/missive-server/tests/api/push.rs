@@ -207,7 +207,11 @@ async fn an_offline_recipient_gets_one_signed_push_with_a_preview() {
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = gateway.received();
-    assert_eq!(received.len(), 1, "one push, not one per retry: {received:#?}");
+    assert_eq!(
+        received.len(),
+        1,
+        "one push, not one per retry: {received:#?}"
+    );
     assert!(received[0].signed, "X-Missive-Signature verifies");
     assert!(received[0].content_type.starts_with("application/json"));
     assert!(
@@ -246,7 +250,11 @@ async fn a_push_the_gateway_refused_is_retried_later() {
         "every attempt is the same signed push: {received:#?}"
     );
     tokio::time::sleep(RETRY_BASE * 4).await;
-    assert_eq!(gateway.accepted().len(), 1, "delivered once, then no more tries");
+    assert_eq!(
+        gateway.accepted().len(),
+        1,
+        "delivered once, then no more tries"
+    );
 }
 
 #[tokio::test]
