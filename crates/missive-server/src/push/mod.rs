@@ -48,10 +48,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const LEASE: Duration = Duration::from_secs(30);
 /// The header carrying the body's signature.
 pub const SIGNATURE_HEADER: &str = "X-Missive-Signature";
-/// Pushes claimed at once.
-const BATCH: u32 = 64;
 /// POSTs in flight at once per node.
 const CONCURRENCY: usize = 16;
+/// Pushes claimed at once: one wave of POSTs, so that every claimed push is
+/// tried within [`TIMEOUT`], well inside its [`LEASE`].
+const BATCH: u32 = CONCURRENCY as u32;
 /// Longest sleep between two looks at the outbox (rows queued by other
 /// nodes, or left by a dead one, are found within this).
 const POLL: Duration = Duration::from_secs(2);
@@ -251,8 +252,12 @@ impl Dispatcher {
     pub async fn stop(&self) {
         self.stop.cancel();
         let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        if let Some(mut task) = task
+            && tokio::time::timeout(Duration::from_secs(1), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
     }
 }
