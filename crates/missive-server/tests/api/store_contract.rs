@@ -906,7 +906,10 @@ async fn postgres_refuses_a_schema_newer_than_it_knows_and_migrates_once() {
         .await
         .expect("reads")
         .get(0);
-    assert_eq!(versions, 1, "each migration recorded once");
+    let known = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .expect("the migrations directory")
+        .count() as i64;
+    assert_eq!(versions, known, "each migration recorded once");
     client
         .execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
