@@ -243,6 +243,17 @@ pub struct Config {
     /// pruned cursor gets a `resync` frame.
     #[arg(long, env = "EVENT_RETENTION", default_value = "30d", value_parser = parse_retention)]
     pub event_retention: Retention,
+    /// Where push notifications are POSTed as `{"userId","chatId","messageId","sender","preview"}`
+    /// for recipients with no open connection on any node (unset: no pushes).
+    #[arg(long, env = "PUSH_WEBHOOK_URL")]
+    pub push_webhook_url: Option<String>,
+    /// HMAC-SHA256 key of the `X-Missive-Signature` header of each push (required with PUSH_WEBHOOK_URL).
+    #[arg(long, env = "PUSH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub push_webhook_secret: Option<String>,
+    /// Delay before a failed push is retried the first time (e.g. `30s`); it
+    /// doubles with each retry, 8 attempts in all.
+    #[arg(long, env = "PUSH_RETRY_BASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub push_retry_base: Duration,
 }
 
 /// `scheme://host[:port]`, lower-cased, without a path.
@@ -294,6 +305,9 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
             event_retention: Retention(Some(DEFAULT_EVENT_RETENTION)),
+            push_webhook_url: None,
+            push_webhook_secret: None,
+            push_retry_base: crate::push::DEFAULT_RETRY_BASE,
         }
     }
 }
@@ -323,6 +337,15 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cors_origins", &self.cors_origins)
             .field("event_retention", &self.event_retention)
+            .field(
+                "push_webhook_url",
+                &self.push_webhook_url.as_deref().map(redact),
+            )
+            .field(
+                "push_webhook_secret",
+                &self.push_webhook_secret.as_ref().map(|_| "***"),
+            )
+            .field("push_retry_base", &self.push_retry_base)
             .finish()
     }
 }
@@ -373,10 +396,12 @@ mod tests {
             database_url: "postgres://u:secretpw@db/m".into(),
             redis_url: Some("redis://:redispw@cache".into()),
             otp_webhook_url: Some("https://api:hookpw@sms.example/send".into()),
+            push_webhook_url: Some("https://push:pushpw@push.example/hook".into()),
+            push_webhook_secret: Some("hmac-key-42".into()),
             ..Config::default()
         };
         let debug = format!("{config:?}");
-        for secret in ["secretpw", "redispw", "hookpw"] {
+        for secret in ["secretpw", "redispw", "hookpw", "pushpw", "hmac-key-42"] {
             assert!(!debug.contains(secret), "{debug}");
         }
     }
@@ -408,6 +433,8 @@ mod tests {
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
         assert_eq!(parsed.event_retention, default.event_retention);
+        assert_eq!(parsed.push_retry_base, default.push_retry_base);
+        assert_eq!(parsed.push_webhook_url, None);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   messages) and the one error vocabulary, shared by HTTP and WebSocket.
 //! - [`serve`]: the accept loop: connection cap, header and idle timeouts.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
+//! - [`push`]: push notifications for offline recipients: the outbox
+//!   dispatcher and the cluster-wide presence it checks.
 //! - [`security`]: tokens, login codes and their senders, rate limits.
 //! - [`maintenance`]: periodic pruning jobs every node runs.
 //! - [`admin`]: the operator's subcommands (`backup`, `restore`, `migrate`).
@@ -33,6 +35,7 @@ pub mod gateway;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
+pub mod push;
 pub mod security;
 pub mod serve;
 pub mod service;

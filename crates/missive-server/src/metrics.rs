@@ -341,6 +341,19 @@ impl RateLimitMetrics {
     }
 }
 
+/// Push-notification instruments (`push/`): attempts by outcome.
+#[derive(Debug, Clone)]
+pub struct PushMetrics {
+    /// Pushes the gateway accepted (2xx).
+    pub sent: Counter,
+    /// Attempts that failed (non-2xx or no answer) and were rescheduled.
+    pub retried: Counter,
+    /// Pushes dropped after the last failed attempt.
+    pub dropped: Counter,
+    /// Pushes not sent because the recipient had a connection by then.
+    pub skipped: Counter,
+}
+
 /// Every instrument of one server. Cheap to clone (handles).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -360,6 +373,8 @@ pub struct Metrics {
     pub login_codes_sent: Counter,
     /// Login codes the code sender failed to deliver.
     pub login_codes_failed: Counter,
+    /// Push notifications by outcome.
+    pub push: PushMetrics,
     families: Families,
 }
 
@@ -395,6 +410,12 @@ impl Default for Metrics {
             },
             login_codes_sent: series(&f.codes, OutcomeLabel { outcome: "sent" }),
             login_codes_failed: series(&f.codes, OutcomeLabel { outcome: "failed" }),
+            push: PushMetrics {
+                sent: series(&f.pushes, OutcomeLabel { outcome: "sent" }),
+                retried: series(&f.pushes, OutcomeLabel { outcome: "retried" }),
+                dropped: series(&f.pushes, OutcomeLabel { outcome: "dropped" }),
+                skipped: series(&f.pushes, OutcomeLabel { outcome: "skipped" }),
+            },
             families,
         }
     }
@@ -503,6 +524,11 @@ impl Exporter {
             "Login codes handed to the code sender, by outcome",
             f.codes.clone(),
         );
+        r.register(
+            "missive_push",
+            "Push notifications for offline recipients, by outcome (sent, retried, dropped, skipped)",
+            f.pushes.clone(),
+        );
         registry.register_collector(Box::new(ScrapeCollector { bus, connections }));
         Exporter { registry }
     }
@@ -534,6 +560,7 @@ struct Families {
     frames: Family<DirectionLabel, Counter>,
     rejected: Family<KindLabel, Counter>,
     codes: Family<OutcomeLabel, Counter>,
+    pushes: Family<OutcomeLabel, Counter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -13,6 +13,7 @@ use crate::config::{AuthMode, Config, redact, scrub};
 use crate::gateway::Gateway;
 use crate::http;
 use crate::metrics::{Exporter, Metrics};
+use crate::push::{ClusterPresence, Dispatcher, PushSettings};
 use crate::security::{
     Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
 };
@@ -31,6 +32,7 @@ pub struct Application {
     state: AppState,
     limits: Arc<RateLimits>,
     store: store::DynStore,
+    push: Option<Arc<Dispatcher>>,
 }
 
 impl Application {
@@ -52,6 +54,7 @@ impl Application {
             Some(config.database_url.clone()),
             config.redis_url.clone(),
             config.otp_webhook_url.clone(),
+            config.push_webhook_url.clone(),
         ]
         .into_iter()
         .flatten()
@@ -96,7 +99,46 @@ impl Application {
             None => Arc::new(LogCodeSender),
         };
         let exporter = Arc::new(Exporter::new(&metrics, bus.clone(), registry.clone()));
+        // Push notifications: a dispatcher of the outbox and, across nodes,
+        // the presence it checks. Nothing at all when PUSH_WEBHOOK_URL is unset.
+        let (push, presence) = match &config.push_webhook_url {
+            Some(url) => {
+                let secret = config
+                    .push_webhook_secret
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "PUSH_WEBHOOK_URL is set but PUSH_WEBHOOK_SECRET is not: pushes are signed with it"
+                        )
+                    })?;
+                let presence = match &config.redis_url {
+                    Some(redis) => Some(ClusterPresence::start(
+                        redis,
+                        &config.redis_prefix,
+                        registry.clone(),
+                    )?),
+                    None => None,
+                };
+                let settings = PushSettings {
+                    url: url.clone(),
+                    secret,
+                    retry_base: config.push_retry_base,
+                };
+                let dispatcher =
+                    Dispatcher::start(
+                    settings,
+                    store.clone(),
+                    registry.clone(),
+                    presence.clone(),
+                    metrics.push.clone(),
+                )?;
+                (Some(Arc::new(dispatcher)), presence)
+            }
+            None => (None, None),
+        };
         let service = Service::new(service::Parts {
+            push: push.as_ref().map(|d| d.hook()),
             store: store.clone(),
             bus: bus.clone(),
             limits: limits.clone(),
@@ -111,7 +153,10 @@ impl Application {
             metrics,
             exporter,
             bus,
-            gateway: Arc::new(Gateway::new(registry)),
+            gateway: Arc::new(Gateway {
+                presence,
+                ..Gateway::new(registry)
+            }),
         };
         Ok(Application {
             listener,
@@ -119,6 +164,7 @@ impl Application {
             state,
             limits,
             store,
+            push,
         })
     }
 
@@ -173,6 +219,9 @@ impl Application {
             }
             None => tracing::info!("REDIS_URL is unset: one node, in-process fan-out"),
         }
+        if let Some(url) = &config.push_webhook_url {
+            tracing::info!(url = %redact(url), retry_base = ?config.push_retry_base, "push notifications for offline recipients");
+        }
         if config.otp_webhook_url.is_none() {
             tracing::warn!(
                 "OTP_WEBHOOK_URL is unset: login codes are written to this log (development only)"
@@ -182,6 +231,8 @@ impl Application {
         let gateway = self.state.gateway.clone();
         let bus = self.state.bus.clone();
         let limits = self.limits.clone();
+        let push = self.push.clone();
+        let presence = gateway.presence.clone();
         let housekeeping = tokio::spawn(async move {
             let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
@@ -211,6 +262,12 @@ impl Application {
         )
         .await;
         gateway.close(SHUTDOWN_GRACE).await;
+        if let Some(push) = push {
+            push.stop().await;
+        }
+        if let Some(presence) = presence {
+            presence.stop().await;
+        }
         bus.close().await;
         housekeeping.abort();
         maintenance.abort();

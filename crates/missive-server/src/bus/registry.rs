@@ -90,6 +90,22 @@ impl Registry {
         self.delivered.load(Ordering::Relaxed)
     }
 
+    /// Whether `user` has an open connection on this node.
+    pub fn is_connected(&self, user: Uuid) -> bool {
+        self.users
+            .lock()
+            .map(|u| u.contains_key(&user))
+            .unwrap_or(false)
+    }
+
+    /// The users with an open connection on this node.
+    pub fn users(&self) -> Vec<Uuid> {
+        self.users
+            .lock()
+            .map(|u| u.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Open connections in total.
     pub fn connections(&self) -> usize {
         self.users
@@ -165,6 +181,10 @@ mod tests {
         assert!(b.queue.try_recv().is_err());
         registry.unregister(alice, a1.id);
         assert_eq!(registry.connections(), 2);
+        assert!(registry.is_connected(alice));
+        registry.unregister(alice, a2.id);
+        assert!(!registry.is_connected(alice));
+        assert_eq!(registry.users(), vec![bob]);
     }
 
     #[tokio::test]

@@ -5,6 +5,18 @@ pub const MAX_CONTENT_CHARS: usize = 4096;
 /// Maximum length of a `clientMessageId`, in characters.
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 128;
 
+/// Length of a push notification's preview, in Unicode scalar values.
+pub const PREVIEW_CHARS: usize = 100;
+
+/// The first [`PREVIEW_CHARS`] characters of `content` (all of it when
+/// shorter), cut on a character boundary: the `preview` of a push.
+pub fn preview(content: &str) -> &str {
+    match content.char_indices().nth(PREVIEW_CHARS) {
+        Some((end, _)) => &content[..end],
+        None => content,
+    }
+}
+
 /// Message text: 1 to 4096 characters (not bytes), not only whitespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContent(String);
@@ -80,6 +92,16 @@ impl ClientMessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_is_the_first_hundred_characters_cut_on_a_boundary() {
+        assert_eq!(preview("hi"), "hi");
+        let long = "é".repeat(150);
+        assert_eq!(preview(&long), "é".repeat(100));
+        assert_eq!(preview(&"a".repeat(100)), "a".repeat(100));
+        let emoji = format!("{}🎉🎉", "x".repeat(99));
+        assert_eq!(preview(&emoji), format!("{}🎉", "x".repeat(99)));
+    }
 
     #[test]
     fn length_is_counted_in_characters() {

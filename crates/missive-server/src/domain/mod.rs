@@ -6,7 +6,7 @@ mod content;
 pub mod login;
 mod phone;
 
-pub use content::{ClientMessageId, MessageContent};
+pub use content::{ClientMessageId, MessageContent, preview};
 pub use phone::PhoneNumber;
 
 use time::OffsetDateTime;

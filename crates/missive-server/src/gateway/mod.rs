@@ -51,6 +51,8 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Every session, to wait for them at shutdown.
     pub tracker: TaskTracker,
+    /// Cluster-wide presence, kept only with push notifications and `REDIS_URL`.
+    pub presence: Option<Arc<crate::push::ClusterPresence>>,
 }
 
 impl Gateway {

@@ -106,6 +106,11 @@ pub async fn run(
         _ => current,
     };
     let subscription = gateway.registry.register(user.id);
+    if let Some(presence) = &gateway.presence {
+        // Before `ready`: once a client is told it is connected, no node
+        // sends it a push (bounded: Redis down delays a connection ≤ 1 s).
+        presence.joined(user.id).await;
+    }
     writer.overflow = subscription.overflow.clone();
     let (id, user_id) = (subscription.id, subscription.user);
     let (replies_tx, replies_rx) = flume::bounded(REPLIES);
@@ -143,6 +148,9 @@ pub async fn run(
     }
     drop(stream);
     gateway.registry.unregister(user_id, id);
+    if let Some(presence) = &gateway.presence {
+        presence.left(user_id).await;
+    }
     tracing::debug!(user = %user.phone_number, connection = id, "websocket closed");
 }
 

@@ -153,13 +153,19 @@ impl Service {
             target,
             content: draft.content,
             client_message_id: draft.client_message_id,
+            push: self.push.as_ref().map(|push| push.filter.clone()),
         };
         let queued = Instant::now();
         let committing = self.store.queue_message(new).await?;
-        let (bus, metrics) = (self.bus.clone(), self.metrics.clone());
+        let (bus, metrics, push) = (self.bus.clone(), self.metrics.clone(), self.push.clone());
         Ok(Box::pin(async move {
             let sent = committing.await?;
             metrics.send_commit.observe_duration(queued.elapsed());
+            if sent.pushes > 0
+                && let Some(push) = &push
+            {
+                push.queued();
+            }
             if !sent.duplicate {
                 metrics.messages.inc();
                 let event = Event::Message {

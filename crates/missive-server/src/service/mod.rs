@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::bus::{DynBus, Envelope, Payload};
 use crate::config::AuthMode;
 use crate::metrics::Metrics;
+use crate::push::PushHook;
 use crate::security::{Clock, CodeSender, RateLimits, TokenCache};
 use crate::store::{DynStore, Event, EventLog, StoreResult};
 
@@ -41,6 +42,8 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     /// Who may claim an identity without a token.
     pub auth_mode: AuthMode,
+    /// Push notifications (`PUSH_WEBHOOK_URL`); `None`: disabled.
+    pub push: Option<PushHook>,
 }
 
 /// The use cases, with what they need.
@@ -52,6 +55,7 @@ pub struct Service {
     codes: Arc<dyn CodeSender>,
     clock: Arc<dyn Clock>,
     auth_mode: AuthMode,
+    push: Option<PushHook>,
     /// Recently validated tokens (at most a second old).
     tokens: TokenCache,
 }
@@ -67,6 +71,7 @@ impl Service {
             codes: parts.codes,
             clock: parts.clock,
             auth_mode: parts.auth_mode,
+            push: parts.push,
             tokens: TokenCache::default(),
         }
     }

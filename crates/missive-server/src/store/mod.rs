@@ -83,6 +83,48 @@ pub struct NewMessage {
     pub content: MessageContent,
     /// The sender's idempotency key.
     pub client_message_id: Option<ClientMessageId>,
+    /// Set only when push notifications are enabled: the store then writes,
+    /// in the message's own commit, a push outbox row for every recipient
+    /// (never the sender) the filter says has no connection here.
+    pub push: Option<PushFilter>,
+}
+
+/// Tells the store which recipients of a new message get a push: those
+/// for whom `connected(user)` is false (no open connection on this node).
+#[derive(Clone)]
+pub struct PushFilter(pub Arc<dyn Fn(Uuid) -> bool + Send + Sync>);
+
+impl PushFilter {
+    /// True when `user` has no open connection on this node, so that a push
+    /// must be queued for them.
+    pub fn wants(&self, user: Uuid) -> bool {
+        !(self.0)(user)
+    }
+}
+
+impl std::fmt::Debug for PushFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushFilter")
+    }
+}
+
+/// A push notification of the outbox, as a dispatcher claimed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPush {
+    /// The outbox row.
+    pub id: i64,
+    /// The recipient.
+    pub user_id: Uuid,
+    /// The chat of the message.
+    pub chat_id: Uuid,
+    /// The message.
+    pub message_id: Uuid,
+    /// The sender's phone number.
+    pub sender: String,
+    /// The first characters of the content (see [`crate::domain::preview`]).
+    pub preview: String,
+    /// Attempts so far, this one included (the claim counts it).
+    pub attempts: u32,
 }
 
 impl NewMessage {
@@ -112,6 +154,8 @@ pub struct Sent {
     pub targets: Vec<(Uuid, i64)>,
     /// True when this was a repeated send of an earlier message (nothing new stored).
     pub duplicate: bool,
+    /// Push outbox rows written with the message (0 unless [`NewMessage::push`] was set).
+    pub pushes: usize,
 }
 
 /// A participant's delivered/read watermark moved (the durable `receipt` event).
@@ -411,6 +455,23 @@ pub trait Store: Send + Sync + 'static {
     /// when nothing is older than the cutoff). Idempotent, and safe on
     /// several nodes at once.
     async fn prune_events(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64>;
+    /// Claims up to `limit` pushes of the outbox due at `now` (ms since the
+    /// epoch), oldest due first: each one's attempt count goes up by one and
+    /// its next attempt moves to `lease_until`, so that no other dispatcher
+    /// (of this node or another) takes it meanwhile; a dispatcher that dies
+    /// holding a claim leaves it to be retried once the lease is over.
+    async fn claim_pushes(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingPush>>;
+    /// When the next push of the outbox is due (ms), `None` when it is empty.
+    async fn next_push_due(&self) -> StoreResult<Option<i64>>;
+    /// Removes a push from the outbox (delivered, skipped or given up).
+    async fn remove_push(&self, id: i64) -> StoreResult<()>;
+    /// Schedules the next attempt of a claimed push at `at` (ms).
+    async fn reschedule_push(&self, id: i64, at: i64) -> StoreResult<()>;
 
     /// Finishes pending writes and closes the database.
     async fn close(&self);

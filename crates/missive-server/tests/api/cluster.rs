@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use missive_client::protocol::{ClientFrame, Message, MessageStatus, ServerFrame};
 use missive_client::ws::WsError;
+use missive_server::Config;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::durability::Server;
-use crate::helpers::{ALICE, BOB, TestApp, TestAppBuilder, TestUser};
+use crate::helpers::{ALICE, BOB, CAROL, TestApp, TestAppBuilder, TestUser};
+use crate::push::{PushGateway, RETRY_BASE as PUSH_RETRY_BASE, SECRET as PUSH_SECRET};
 use crate::test_db::TestDb;
 use crate::ws_helpers::{Socket, open_as, resume_as};
 
@@ -148,16 +150,28 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with `SEND_RATE_LIMIT` (0: off).
     async fn start_with(redis_url: &str, send_rate_limit: u32) -> Cluster {
+        Cluster::start_configured(redis_url, move |config| {
+            config.send_rate_limit = send_rate_limit;
+        })
+        .await
+    }
+
+    /// Like [`Cluster::start`], with `configure` applied to both nodes' configuration.
+    async fn start_configured(
+        redis_url: &str,
+        configure: impl Fn(&mut Config) + Clone + Send + 'static,
+    ) -> Cluster {
         let db = Arc::new(TestDb::for_suite().await);
         let prefix = format!("missive-test-{}", Uuid::now_v7());
         let node = || {
             let (redis_url, prefix) = (redis_url.to_owned(), prefix.clone());
+            let configure = configure.clone();
             TestAppBuilder::new()
                 .database(db.clone())
                 .configure(move |config| {
                     config.redis_url = Some(redis_url);
                     config.redis_prefix = prefix;
-                    config.send_rate_limit = send_rate_limit;
+                    configure(config);
                 })
                 .spawn()
         };
@@ -214,9 +228,87 @@ impl Drop for Cluster {
         {
             let _ = redis::cmd("DEL")
                 .arg(format!("{}:events", self.prefix))
+                .arg(format!("{}:presence:nodes", self.prefix))
                 .query::<()>(&mut conn);
         }
     }
+}
+
+/// Whether any node of `prefix` records `user` as connected (its presence set).
+async fn present_anywhere(redis_url: &str, prefix: &str, user: Uuid) -> bool {
+    let client = redis::Client::open(redis_url).expect("a valid URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers");
+    let nodes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:presence:nodes"))
+        .query_async(&mut conn)
+        .await
+        .expect("SMEMBERS answers");
+    for node in nodes {
+        let here: bool = redis::cmd("SISMEMBER")
+            .arg(format!("{prefix}:presence:node:{node}"))
+            .arg(user.to_string())
+            .query_async(&mut conn)
+            .await
+            .expect("SISMEMBER answers");
+        if here {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_recipient_connected_to_another_node_gets_no_push() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let gateway = PushGateway::start().await;
+    let push_url = gateway.url.clone();
+    let cluster = Cluster::start_configured(&url, move |config| {
+        config.push_webhook_url = Some(push_url.clone());
+        config.push_webhook_secret = Some(PUSH_SECRET.into());
+        config.push_retry_base = PUSH_RETRY_BASE;
+    })
+    .await;
+    let alice = cluster.a.user(ALICE).await;
+    let bob = cluster.a.user(BOB).await;
+    let carol = cluster.a.user(CAROL).await;
+    let group = alice.create_chat(&[ALICE, BOB, CAROL]).await;
+    // Bob is connected to node B only; Alice sends through node A.
+    let bob_on_b = Cluster::on(&cluster.b, &bob);
+    let mut bobs_socket = open_as(&bob_on_b).await;
+
+    let message = alice.send_in(group.id, "meet at noon").await;
+    let (delivered, _) = bobs_socket.next_message().await;
+    assert_eq!(delivered.id, message.id);
+    // Carol, connected nowhere, gets hers: the dispatchers handled the message.
+    let push = gateway.accepted_for(carol.user.id).await;
+    assert_eq!(push["messageId"], message.id.to_string());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users: Vec<serde_json::Value> = gateway
+        .received()
+        .into_iter()
+        .map(|r| r.body["userId"].clone())
+        .collect();
+    assert_eq!(
+        users,
+        vec![serde_json::Value::from(carol.user.id.to_string())],
+        "Bob, connected to node B, gets no push for a message sent through node A"
+    );
+
+    // Once Bob's only socket is closed, he is offline everywhere again.
+    drop(bobs_socket);
+    let deadline = Instant::now() + ACROSS;
+    while present_anywhere(&url, &cluster.prefix, bob.user.id).await {
+        assert!(Instant::now() < deadline, "Bob stays present after closing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let later = alice.send_in(group.id, "where are you?").await;
+    let push = gateway.accepted_for(bob.user.id).await;
+    assert_eq!(push["messageId"], later.id.to_string());
 }
 
 /// Reads message frames until `expected` messages came, skipping nothing

@@ -26,6 +26,7 @@ mod openapi;
 mod pagination;
 mod pg_outage;
 mod proxies;
+mod push;
 mod rate_limit_recovery;
 mod rate_limits;
 mod register;

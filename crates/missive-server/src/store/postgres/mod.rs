@@ -24,8 +24,8 @@ use uuid::Uuid;
 use self::writer::WriterHandle;
 use super::{
     ChatQuery, ChatView, CodeAttempt, Committing, Event, EventLog, LoginCode, MessageQuery,
-    NewMessage, NewUser, Page, Receipt, Redeemed, SchemaStatus, Sent, Store, StoreError,
-    StoreResult,
+    NewMessage, NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, Store,
+    StoreError, StoreResult,
 };
 use crate::domain::{PhoneNumber, chat};
 
@@ -45,6 +45,7 @@ type PgResult<T> = Result<T, tokio_postgres::Error>;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0003_event_retention.sql"),
+    include_str!("../../../migrations/postgres/0004_push_outbox.sql"),
 ];
 
 /// How long a caller waits for a pooled connection, a new connection, or a
@@ -373,6 +374,72 @@ impl Store for PgStore {
 
     async fn prune_events(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
         sql::prune_events(&mut self.client().await?, cutoff_ms, limit).await
+    }
+
+    async fn claim_pushes(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingPush>> {
+        // SKIP LOCKED: dispatchers of several nodes claiming at once each
+        // take other rows instead of waiting for (and re-sending) the same.
+        let rows = sql::query(
+            &self.client().await?,
+            "UPDATE push_outbox p SET attempts = p.attempts + 1, next_attempt_at = $1
+             FROM (SELECT id FROM push_outbox WHERE next_attempt_at <= $2
+                   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
+             WHERE p.id = due.id
+             RETURNING p.id, p.user_id, p.chat_id, p.message_id, p.sender, p.preview, p.attempts",
+            &[&lease_until, &now, &i64::from(limit)],
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingPush {
+                    id: row.try_get(0)?,
+                    user_id: row.try_get(1)?,
+                    chat_id: row.try_get(2)?,
+                    message_id: row.try_get(3)?,
+                    sender: row.try_get(4)?,
+                    preview: row.try_get(5)?,
+                    attempts: u32::try_from(row.try_get::<_, i32>(6)?).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        let row = sql::query_opt(
+            &self.client().await?,
+            "SELECT MIN(next_attempt_at) FROM push_outbox",
+            &[],
+        )
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        })
+    }
+
+    async fn remove_push(&self, id: i64) -> StoreResult<()> {
+        sql::execute(
+            &self.client().await?,
+            "DELETE FROM push_outbox WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn reschedule_push(&self, id: i64, at: i64) -> StoreResult<()> {
+        sql::execute(
+            &self.client().await?,
+            "UPDATE push_outbox SET next_attempt_at = $1 WHERE id = $2",
+            &[&at, &id],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn close(&self) {

@@ -152,6 +152,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
                     message: original.clone(),
                     targets: Vec::new(),
                     duplicate: true,
+                    pushes: 0,
                 })
             } else {
                 Err(StoreError::IdempotencyConflict)
@@ -285,6 +286,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
     let now = now_ms();
     let mut messages = MessageRows::default();
     let mut events = EventRows::default();
+    let mut pushes = PushRows::default();
     let mut results: Vec<StoreResult<Sent>> = Vec::with_capacity(batch.len());
     let mut chat_order: Vec<Uuid> = Vec::new();
     for (new, plan) in batch.iter().zip(plans) {
@@ -309,6 +311,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
                     message: original.clone(),
                     targets: Vec::new(),
                     duplicate: true,
+                    pushes: 0,
                 })
             } else {
                 Err(StoreError::IdempotencyConflict)
@@ -348,6 +351,18 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
             );
             targets.push((member.user_id, number));
         }
+        // Only with push enabled: outbox rows in the message's own commit.
+        let mut queued = 0;
+        if let Some(filter) = &new.push {
+            let preview = crate::domain::preview(&message.content);
+            for member in chat_members
+                .iter()
+                .filter(|m| m.user_id != new.sender.id && filter.wants(m.user_id))
+            {
+                pushes.push(member.user_id, &message, preview, now);
+                queued += 1;
+            }
+        }
         messages.push(&message, new.sender.id, now);
         chat_order.retain(|c| *c != chat);
         chat_order.push(chat);
@@ -359,6 +374,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
             message,
             targets,
             duplicate: false,
+            pushes: queued,
         }));
     }
 
@@ -389,6 +405,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
             .map_err(StoreError::from)
         },
         sql::bump_event_seqs(&tx, &numbering.added),
+        pushes.insert(&tx),
     )?;
     tx.commit().await?;
     Ok(results)
@@ -510,6 +527,49 @@ impl MessageRows {
                 &self.contents,
                 &self.times,
                 &self.client_ids,
+            ],
+        )
+        .await?)
+    }
+}
+
+/// Push outbox rows to insert, as columns.
+#[derive(Default)]
+struct PushRows {
+    users: Vec<Uuid>,
+    chats: Vec<Uuid>,
+    messages: Vec<Uuid>,
+    senders: Vec<String>,
+    previews: Vec<String>,
+    times: Vec<i64>,
+}
+
+impl PushRows {
+    fn push(&mut self, user: Uuid, message: &Message, preview: &str, at: i64) {
+        self.users.push(user);
+        self.chats.push(message.chat_id);
+        self.messages.push(message.id);
+        self.senders.push(message.sender.clone());
+        self.previews.push(preview.to_owned());
+        self.times.push(at);
+    }
+
+    async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<u64> {
+        if self.users.is_empty() {
+            return Ok(0);
+        }
+        Ok(sql::execute(
+            tx,
+            "INSERT INTO push_outbox (user_id, chat_id, message_id, sender, preview, next_attempt_at, created_at)
+             SELECT u, c, m, s, p, t, t FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[],
+                                                   $5::text[], $6::int8[]) AS d(u, c, m, s, p, t)",
+            &[
+                &self.users,
+                &self.chats,
+                &self.messages,
+                &self.senders,
+                &self.previews,
+                &self.times,
             ],
         )
         .await?)

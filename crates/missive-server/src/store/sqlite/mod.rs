@@ -22,8 +22,8 @@ use uuid::Uuid;
 use self::writer::WriterHandle;
 use super::{
     ChatQuery, ChatView, CodeAttempt, Committing, Event, EventLog, LoginCode, MessageQuery,
-    NewMessage, NewUser, Page, Receipt, Redeemed, SchemaStatus, Sent, Store, StoreError,
-    StoreResult,
+    NewMessage, NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, Store,
+    StoreError, StoreResult,
 };
 use crate::domain::{PhoneNumber, chat};
 
@@ -424,6 +424,29 @@ impl Store for SqliteStore {
         // On the writer, in a batch of its own size: sends queued meanwhile
         // wait for one short step, never for the whole pruning.
         self.write(move |conn, _| sql::prune_events(conn, cutoff_ms, limit))
+            .await
+    }
+
+    async fn claim_pushes(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingPush>> {
+        self.write(move |conn, _| sql::claim_pushes(conn, now, lease_until, limit))
+            .await
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        self.read(sql::next_push_due).await
+    }
+
+    async fn remove_push(&self, id: i64) -> StoreResult<()> {
+        self.write(move |conn, _| sql::remove_push(conn, id)).await
+    }
+
+    async fn reschedule_push(&self, id: i64, at: i64) -> StoreResult<()> {
+        self.write(move |conn, _| sql::reschedule_push(conn, id, at))
             .await
     }
 

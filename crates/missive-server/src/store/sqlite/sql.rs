@@ -11,8 +11,8 @@ use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
     ChatQuery, ChatView, CodeAttempt, Event as LogEvent, EventLog, LoginCode, MessageCursor,
-    MessageQuery, NewMessage, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SendTarget, Sent,
-    StoreError, StoreResult,
+    MessageQuery, NewMessage, NewUser, Page, PendingPush, PushFilter, Receipt, ReceiptEvent,
+    Redeemed, SendTarget, Sent, StoreError, StoreResult,
 };
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
@@ -460,6 +460,7 @@ pub fn send_message(conn: &Connection, cache: &mut Cache, new: &NewMessage) -> S
             message,
             targets: Vec::new(),
             duplicate: true,
+            pushes: 0,
         });
     }
     let sender = new.sender.id;
@@ -510,6 +511,12 @@ pub fn send_message(conn: &Connection, cache: &mut Cache, new: &NewMessage) -> S
         .iter()
         .map(|m| append_event(conn, cache, *m, &event).map(|s| (*m, s)))
         .collect::<StoreResult<Vec<_>>>()?;
+    // Only with push enabled; in the message's transaction, so that an
+    // acknowledged message cannot lose its push.
+    let pushes = match &new.push {
+        Some(filter) => queue_pushes(conn, filter, new, &members, chat_id, id, now)?,
+        None => 0,
+    };
     let message = Message {
         id,
         chat_id,
@@ -524,7 +531,92 @@ pub fn send_message(conn: &Connection, cache: &mut Cache, new: &NewMessage) -> S
         message,
         targets: events,
         duplicate: false,
+        pushes,
     })
+}
+
+/// Writes a push outbox row for every recipient of a new message (never its
+/// sender) whom `filter` wants; the number of rows.
+fn queue_pushes(
+    conn: &Connection,
+    filter: &PushFilter,
+    new: &NewMessage,
+    members: &[Uuid],
+    chat_id: Uuid,
+    message_id: Uuid,
+    now: i64,
+) -> StoreResult<usize> {
+    let mut count = 0;
+    let preview = crate::domain::preview(new.content.as_str());
+    for member in members
+        .iter()
+        .filter(|m| **m != new.sender.id && filter.wants(**m))
+    {
+        conn.prepare_cached(
+            "INSERT INTO push_outbox (user_id, chat_id, message_id, sender, preview, attempts, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)",
+        )?
+        .execute(params![
+            member.to_string(),
+            chat_id.to_string(),
+            message_id.to_string(),
+            new.sender.phone_number,
+            preview,
+            now
+        ])?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Claims up to `limit` due pushes (see [`crate::store::Store::claim_pushes`]).
+pub fn claim_pushes(
+    conn: &Connection,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+) -> StoreResult<Vec<PendingPush>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE push_outbox SET attempts = attempts + 1, next_attempt_at = ?1
+         WHERE id IN (SELECT id FROM push_outbox WHERE next_attempt_at <= ?2
+                      ORDER BY next_attempt_at LIMIT ?3)
+         RETURNING id, user_id, chat_id, message_id, sender, preview, attempts",
+    )?;
+    let rows = stmt
+        .query_map(params![lease_until, now, i64::from(limit)], |row| {
+            Ok(PendingPush {
+                id: row.get(0)?,
+                user_id: uuid_at(row, 1)?,
+                chat_id: uuid_at(row, 2)?,
+                message_id: uuid_at(row, 3)?,
+                sender: row.get(4)?,
+                preview: row.get(5)?,
+                attempts: row.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// When the next push is due, `None` when the outbox is empty.
+pub fn next_push_due(conn: &Connection) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(next_attempt_at) FROM push_outbox")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Removes a push from the outbox.
+pub fn remove_push(conn: &Connection, id: i64) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM push_outbox WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// Moves a push's next attempt to `at`.
+pub fn reschedule_push(conn: &Connection, id: i64, at: i64) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE push_outbox SET next_attempt_at = ?1 WHERE id = ?2")?
+        .execute([at, id])?;
+    Ok(())
 }
 
 /// The cursor of the newest event of `user`'s log.
