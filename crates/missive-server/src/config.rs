@@ -211,6 +211,19 @@ pub struct Config {
     /// upgrade with any other `Origin` is refused (403).
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+    /// A bearer token unused this long expires (sliding: each use extends
+    /// it), e.g. `30d`, `12h`; at least 1s.
+    #[arg(long, env = "TOKEN_TTL", default_value = "30d", value_parser = parse_ttl)]
+    pub token_ttl: Duration,
+}
+
+/// A human duration (`30d`, `12h`, `90s`) of at least one second.
+pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(raw.trim()).map_err(|e| format!("{raw:?}: {e}"))?;
+    if ttl < Duration::from_secs(1) {
+        return Err(format!("{raw:?} is shorter than one second"));
+    }
+    Ok(ttl)
 }
 
 /// `scheme://host[:port]`, lower-cased, without a path.
@@ -236,6 +249,9 @@ pub fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{raw:?} is not an address or a CIDR such as 10.0.0.0/8"))
 }
 
+/// The default `TOKEN_TTL`: 30 days.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 impl Default for Config {
     /// The documented defaults, ignoring the environment.
     fn default() -> Self {
@@ -258,6 +274,7 @@ impl Default for Config {
             http_idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
+            token_ttl: DEFAULT_TOKEN_TTL,
         }
     }
 }
@@ -286,6 +303,7 @@ impl std::fmt::Debug for Config {
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cors_origins", &self.cors_origins)
+            .field("token_ttl", &self.token_ttl)
             .finish()
     }
 }
@@ -370,6 +388,23 @@ mod tests {
         assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
+        assert_eq!(parsed.token_ttl, default.token_ttl);
+    }
+
+    #[test]
+    fn token_ttl_takes_a_human_duration_of_at_least_a_second() {
+        let config = Config::try_parse_from(["missive", "--token-ttl", "12h"]).expect("parses");
+        assert_eq!(config.token_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            Config::default().token_ttl,
+            Duration::from_secs(30 * 86_400)
+        );
+        for bad in ["0s", "500ms", "forever", ""] {
+            assert!(
+                Config::try_parse_from(["missive", "--token-ttl", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

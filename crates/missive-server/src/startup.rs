@@ -12,6 +12,7 @@ use crate::bus::{DynBus, LocalBus, RedisBus, Registry};
 use crate::config::{AuthMode, Config, redact, scrub};
 use crate::gateway::Gateway;
 use crate::http;
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
 use crate::security::{
     Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
@@ -30,6 +31,7 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     limits: Arc<RateLimits>,
+    maintenance: Maintenance,
 }
 
 impl Application {
@@ -93,6 +95,7 @@ impl Application {
             None => Arc::new(LogCodeSender),
         };
         let metrics = Arc::new(Metrics::default());
+        let maintenance = Maintenance::new(store.clone(), clock.clone(), config.token_ttl);
         let service = Service::new(service::Parts {
             store,
             bus: bus.clone(),
@@ -101,6 +104,7 @@ impl Application {
             codes,
             clock,
             auth_mode: config.auth_mode,
+            token_ttl: config.token_ttl,
         });
         let state = AppState {
             config: Arc::new(config),
@@ -114,6 +118,7 @@ impl Application {
             local_addr,
             state,
             limits,
+            maintenance,
         })
     }
 
@@ -156,6 +161,7 @@ impl Application {
             log_level = %config.log_level,
             max_connections = config.max_connections,
             trusted_proxies = ?config.trusted_proxies,
+            token_ttl = %humantime::format_duration(config.token_ttl),
             "missive listening"
         );
         match &config.redis_url {
@@ -180,6 +186,9 @@ impl Application {
                 limits.shrink();
             }
         });
+        // Pruning on every node (idempotent); stopped before the store closes.
+        let pruning_stop = tokio_util::sync::CancellationToken::new();
+        let pruning = self.maintenance.clone().spawn(pruning_stop.clone());
         let limits = serve::Limits {
             max_connections: connection_budget(config.max_connections),
             header_timeout: config.http_header_timeout,
@@ -203,6 +212,8 @@ impl Application {
         gateway.close(SHUTDOWN_GRACE).await;
         bus.close().await;
         housekeeping.abort();
+        pruning_stop.cancel();
+        let _ = pruning.await;
         tracing::info!("shutting down: closing the database");
         service.close().await;
         tracing::info!("bye");

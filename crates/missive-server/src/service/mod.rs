@@ -1,6 +1,7 @@
 //! Every use case of missive, shared by the HTTP API and the WebSocket
 //! gateway: who is calling ([`identity`]), accounts and login
-//! ([`accounts`]), chats ([`chats`]) and messages ([`messages`]). Each rule
+//! ([`accounts`]), the caller's sessions ([`sessions`]), chats ([`chats`])
+//! and messages ([`messages`]). Each rule
 //! lives here once; the transports parse, call one method, and map the
 //! result. Writes commit to the store first, and only then are published on
 //! the bus.
@@ -10,6 +11,7 @@ pub mod chats;
 mod error;
 pub mod identity;
 pub mod messages;
+pub mod sessions;
 
 pub use error::{Error, ErrorCode};
 pub use identity::{Caller, Claim};
@@ -41,6 +43,8 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     /// Who may claim an identity without a token.
     pub auth_mode: AuthMode,
+    /// A token unused this long has expired (`TOKEN_TTL`, sliding).
+    pub token_ttl: std::time::Duration,
 }
 
 /// The use cases, with what they need.
@@ -52,6 +56,7 @@ pub struct Service {
     codes: Arc<dyn CodeSender>,
     clock: Arc<dyn Clock>,
     auth_mode: AuthMode,
+    token_ttl: std::time::Duration,
     /// Recently validated tokens (at most a second old).
     tokens: TokenCache,
 }
@@ -67,6 +72,7 @@ impl Service {
             codes: parts.codes,
             clock: parts.clock,
             auth_mode: parts.auth_mode,
+            token_ttl: parts.token_ttl,
             tokens: TokenCache::default(),
         }
     }
