@@ -48,10 +48,7 @@ impl Maintenance {
 
     /// Deletes revoked tokens and tokens unused for longer than `TOKEN_TTL`.
     pub async fn prune_tokens(&self) -> StoreResult<u64> {
-        let unused_since = self
-            .clock
-            .now_ms()
-            .saturating_sub(ttl_ms(self.token_ttl));
+        let unused_since = self.clock.now_ms().saturating_sub(ttl_ms(self.token_ttl));
         self.store.prune_tokens(unused_since).await
     }
 

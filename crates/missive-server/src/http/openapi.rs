@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 use missive_protocol::openapi::{LegacySendFrame, PhoneNumber, ReceiptStatus};
 use missive_protocol::{
     Chat, ClientFrame, CreateChatRequest, ErrorBody, LoginRequest, Message, MessageStatus,
-    RegisterRequest, Registered, SendMessageRequest, ServerFrame, Session, SessionInfo, StatusRequest,
-    StatusResponse, TypingRequest, User, VerifyRequest,
+    RegisterRequest, Registered, SendMessageRequest, ServerFrame, Session, SessionInfo,
+    StatusRequest, StatusResponse, TypingRequest, User, VerifyRequest,
 };
 use serde::Serialize;
 use utoipa::openapi::response::ResponseBuilder;

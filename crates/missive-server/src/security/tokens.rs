@@ -137,9 +137,15 @@ mod tests {
     fn uses_are_recorded_at_most_once_a_minute_or_a_quarter_of_the_ttl() {
         let day = Duration::from_secs(86_400);
         assert_eq!(touch_granularity(day * 30), Duration::from_secs(60));
-        assert_eq!(touch_granularity(Duration::from_secs(2)), Duration::from_millis(500));
+        assert_eq!(
+            touch_granularity(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
         assert_eq!(socket_touch_every(day * 30), Duration::from_secs(600));
-        assert_eq!(socket_touch_every(Duration::from_secs(60)), Duration::from_secs(15));
+        assert_eq!(
+            socket_touch_every(Duration::from_secs(60)),
+            Duration::from_secs(15)
+        );
     }
 
     #[test]

@@ -207,9 +207,7 @@ impl Service {
 
     /// The cut-off of live tokens now: a token last used before it has expired.
     pub(super) fn live_since(&self) -> i64 {
-        self.clock
-            .now_ms()
-            .saturating_sub(ttl_ms(self.token_ttl))
+        self.clock.now_ms().saturating_sub(ttl_ms(self.token_ttl))
     }
 
     /// The caller's user, from the token or the claim; `None` for an anonymous
@@ -340,11 +338,17 @@ mod tests {
 
     #[test]
     fn user_agents_are_cleaned_and_bounded() {
-        assert_eq!(clean_user_agent(b"  curl/8.5.0 "), Some("curl/8.5.0".into()));
+        assert_eq!(
+            clean_user_agent(b"  curl/8.5.0 "),
+            Some("curl/8.5.0".into())
+        );
         assert_eq!(clean_user_agent(b""), None);
         assert_eq!(clean_user_agent(b" \t "), None);
         assert_eq!(clean_user_agent(b"a\x01b\x7fc"), Some("abc".into()));
-        assert_eq!(clean_user_agent(b"caf\xc3\xa9 \xff"), Some("caf\u{e9} \u{fffd}".into()));
+        assert_eq!(
+            clean_user_agent(b"caf\xc3\xa9 \xff"),
+            Some("caf\u{e9} \u{fffd}".into())
+        );
         let long = "x".repeat(1_000);
         assert_eq!(
             clean_user_agent(long.as_bytes()).map(|ua| ua.chars().count()),

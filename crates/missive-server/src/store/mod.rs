@@ -343,8 +343,7 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool>;
     /// The live sessions of `user`: not revoked and used at or after
     /// `used_since`; most recently used first.
-    async fn list_sessions(&self, user: Uuid, used_since: i64)
-    -> StoreResult<Vec<SessionRecord>>;
+    async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>>;
     /// Revokes the session `id` when it is a live session (as in
     /// [`Store::list_sessions`]) of `user`, returning its token's hash
     /// (so that its connections can be closed); `None` otherwise, whoever

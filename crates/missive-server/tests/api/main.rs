@@ -24,6 +24,7 @@ mod rate_limit_recovery;
 mod rate_limits;
 mod register;
 mod revocation;
+mod sessions;
 mod startup;
 mod status;
 mod store_contract;

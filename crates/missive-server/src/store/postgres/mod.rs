@@ -245,11 +245,7 @@ impl Store for PgStore {
         sql::revoke_token(&self.client().await?, token_hash).await
     }
 
-    async fn list_sessions(
-        &self,
-        user: Uuid,
-        used_since: i64,
-    ) -> StoreResult<Vec<SessionRecord>> {
+    async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>> {
         sql::list_sessions(&self.client().await?, user, used_since).await
     }
 

@@ -188,7 +188,11 @@ async fn insert_token<C: GenericClient>(
 }
 
 /// Moves a token's `last_used_at` up to `at` (never back).
-pub async fn touch_token<C: GenericClient>(client: &C, token_hash: &str, at: i64) -> StoreResult<()> {
+pub async fn touch_token<C: GenericClient>(
+    client: &C,
+    token_hash: &str,
+    at: i64,
+) -> StoreResult<()> {
     execute(
         client,
         "UPDATE tokens SET last_used_at = $2

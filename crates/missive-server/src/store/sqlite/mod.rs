@@ -336,11 +336,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_sessions(
-        &self,
-        user: Uuid,
-        used_since: i64,
-    ) -> StoreResult<Vec<SessionRecord>> {
+    async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>> {
         self.read(move |conn| sql::list_sessions(conn, user, used_since))
             .await
     }

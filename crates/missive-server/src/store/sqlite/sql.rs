@@ -11,7 +11,7 @@ use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
     ChatQuery, ChatView, CodeAttempt, Event as LogEvent, LoginCode, MessageCursor, MessageQuery,
-    NewMessage, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SendTarget, SessionRecord, Sent,
+    NewMessage, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SendTarget, Sent, SessionRecord,
     StoreError, StoreResult, TokenSession,
 };
 
