@@ -103,7 +103,7 @@ pub(crate) async fn verify_code(
     tag = "sessions",
     responses(
         (status = 204, description = "Revoked."),
-        (status = 401, description = "`unauthorized`: no valid bearer token.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
     ),
     security(("bearerAuth" = []))
 )]
