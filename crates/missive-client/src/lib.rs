@@ -30,7 +30,8 @@ pub use reqwest::{Method, Url};
 
 use missive_protocol::{
     Chat, CreateChatRequest, ErrorBody, LoginRequest, Message, RegisterRequest, Registered,
-    SendMessageRequest, Session, StatusRequest, StatusResponse, TypingRequest, User, VerifyRequest,
+    SendMessageRequest, Session, SessionInfo, StatusRequest, StatusResponse, TypingRequest, User,
+    VerifyRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -85,6 +86,7 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    user_agent: Option<String>,
 }
 
 impl Client {
@@ -98,6 +100,7 @@ impl Client {
             http: reqwest::Client::new(),
             base,
             token: None,
+            user_agent: None,
         })
     }
 
@@ -105,6 +108,15 @@ impl Client {
     pub fn with_token(&self, token: impl Into<String>) -> Client {
         Client {
             token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The same client sending `User-Agent: <user_agent>` on every request
+    /// (the server keeps it with the tokens it issues; see `GET /sessions`).
+    pub fn with_user_agent(&self, user_agent: impl Into<String>) -> Client {
+        Client {
+            user_agent: Some(user_agent.into()),
             ..self.clone()
         }
     }
@@ -195,6 +207,30 @@ impl Client {
     /// `DELETE /sessions/current`: revokes the client's token.
     pub async fn logout(&self) -> Result<Response<()>, ClientError> {
         let url = self.url("/sessions/current", &[])?;
+        let (status, headers, next, _body) =
+            self.exchange(self.request(Method::DELETE, url)).await?;
+        Ok(Response {
+            status,
+            body: (),
+            next,
+            headers,
+        })
+    }
+
+    /// `GET /sessions`: the token's user's live sessions, most recently used first.
+    pub async fn list_sessions(&self) -> Result<Response<Vec<SessionInfo>>, ClientError> {
+        self.send_json(Method::GET, "/sessions", &[], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /sessions/{id}`: revokes one of the token's user's sessions.
+    pub async fn revoke_session(&self, id: Uuid) -> Result<Response<()>, ClientError> {
+        self.revoke_session_raw(&id.to_string()).await
+    }
+
+    /// `DELETE /sessions/{id}` with any path segment (malformed-id tests).
+    pub async fn revoke_session_raw(&self, id: &str) -> Result<Response<()>, ClientError> {
+        let url = self.url(&format!("/sessions/{id}"), &[])?;
         let (status, headers, next, _body) =
             self.exchange(self.request(Method::DELETE, url)).await?;
         Ok(Response {
@@ -450,7 +486,10 @@ impl Client {
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, url);
+        let mut builder = self.http.request(method, url);
+        if let Some(user_agent) = &self.user_agent {
+            builder = builder.header(reqwest::header::USER_AGENT, user_agent);
+        }
         match &self.token {
             Some(token) => builder.bearer_auth(token),
             None => builder,

@@ -42,7 +42,9 @@ impl Default for LiveOptions {
 /// A `GET /ws` connection that reconnects and resumes by itself.
 ///
 /// [`LiveConnection::next`] yields server frames in order: a `ready` after
-/// every (re)connection, then the events. Durable events (`message`,
+/// every (re)connection, then the events. A `resync` (the resume point is
+/// older than the server's `EVENT_RETENTION`) is handed out too: re-list
+/// chats and messages over REST; the connection goes on from its cursor. Durable events (`message`,
 /// `receipt`) advance the resume cursor; after a disconnect the next call
 /// reconnects with `since=` that cursor, so nothing is missed, and a
 /// `message` already handed out is not handed out again. A refusal that
@@ -162,6 +164,9 @@ impl LiveConnection {
                 }
             }
             ServerFrame::Receipt { cursor, .. } => self.cursor = Some(cursor.clone()),
+            // The resume point was pruned: the caller re-lists over REST, and
+            // the stream goes on from here.
+            ServerFrame::Resync { cursor } => self.cursor = Some(cursor.clone()),
             _ => {}
         }
         Some(frame)

@@ -331,6 +331,40 @@ pub struct Session {
     pub user: User,
 }
 
+/// One live session of the caller (an entry of `GET /sessions`): a token
+/// that is neither revoked nor expired, without the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(examples(json!({
+        "id": "01943f6e-8a1b-7c2d-9e3f-0a1b2c3d4e5f",
+        "createdAt": "2026-01-01T12:00:00.123Z",
+        "lastUsedAt": "2026-01-03T08:15:00.456Z",
+        "userAgent": "missive-web/1.0 (Firefox 128)",
+        "current": true
+    })))
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// The session id (a UUID; not the token): `DELETE /sessions/{id}` revokes it.
+    pub id: Uuid,
+    /// When the token was issued (`POST /register` or `POST /sessions/verify`),
+    /// RFC 3339 UTC with milliseconds.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, examples("2026-01-01T12:00:00.123Z")))]
+    pub created_at: String,
+    /// When the token was last used, to about a minute (the server records
+    /// a use at most about once a minute per token).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, examples("2026-01-03T08:15:00.456Z")))]
+    pub last_used_at: String,
+    /// The `User-Agent` header of the request that obtained the token
+    /// (at most 256 characters); `null` when it sent none.
+    #[cfg_attr(feature = "openapi", schema(required = true, max_length = 256))]
+    pub user_agent: Option<String>,
+    /// True for the session of the token making this request.
+    pub current: bool,
+}
+
 /// The body of every 4xx/5xx answer. A 500 never carries internal details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

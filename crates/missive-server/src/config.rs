@@ -254,6 +254,19 @@ pub struct Config {
     /// doubles with each retry, 8 attempts in all.
     #[arg(long, env = "PUSH_RETRY_BASE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub push_retry_base: Duration,
+    /// A bearer token unused this long expires (sliding: each use extends
+    /// it), e.g. `30d`, `12h`; at least 1s.
+    #[arg(long, env = "TOKEN_TTL", default_value = "30d", value_parser = parse_ttl)]
+    pub token_ttl: Duration,
+}
+
+/// A human duration (`30d`, `12h`, `90s`) of at least one second.
+pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(raw.trim()).map_err(|e| format!("{raw:?}: {e}"))?;
+    if ttl < Duration::from_secs(1) {
+        return Err(format!("{raw:?} is shorter than one second"));
+    }
+    Ok(ttl)
 }
 
 /// `scheme://host[:port]`, lower-cased, without a path.
@@ -281,6 +294,8 @@ pub fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
 
 /// `EVENT_RETENTION`'s default: 30 days.
 pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default `TOKEN_TTL`: 30 days.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 impl Default for Config {
     /// The documented defaults, ignoring the environment.
@@ -308,6 +323,7 @@ impl Default for Config {
             push_webhook_url: None,
             push_webhook_secret: None,
             push_retry_base: crate::push::DEFAULT_RETRY_BASE,
+            token_ttl: DEFAULT_TOKEN_TTL,
         }
     }
 }
@@ -346,6 +362,7 @@ impl std::fmt::Debug for Config {
                 &self.push_webhook_secret.as_ref().map(|_| "***"),
             )
             .field("push_retry_base", &self.push_retry_base)
+            .field("token_ttl", &self.token_ttl)
             .finish()
     }
 }
@@ -435,6 +452,23 @@ mod tests {
         assert_eq!(parsed.event_retention, default.event_retention);
         assert_eq!(parsed.push_retry_base, default.push_retry_base);
         assert_eq!(parsed.push_webhook_url, None);
+        assert_eq!(parsed.token_ttl, default.token_ttl);
+    }
+
+    #[test]
+    fn token_ttl_takes_a_human_duration_of_at_least_a_second() {
+        let config = Config::try_parse_from(["missive", "--token-ttl", "12h"]).expect("parses");
+        assert_eq!(config.token_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            Config::default().token_ttl,
+            Duration::from_secs(30 * 86_400)
+        );
+        for bad in ["0s", "500ms", "forever", ""] {
+            assert!(
+                Config::try_parse_from(["missive", "--token-ttl", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

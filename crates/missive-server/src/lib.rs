@@ -15,6 +15,8 @@
 //!   the node's registry of connections.
 //! - [`service`]: every use case (identity, accounts and login, chats,
 //!   messages) and the one error vocabulary, shared by HTTP and WebSocket.
+//! - [`maintenance`]: periodic pruning (expired and revoked tokens, expired
+//!   login codes), on every node.
 //! - [`serve`]: the accept loop: connection cap, header and idle timeouts.
 //! - [`http`]: the REST API, one module per resource, and its error mapping.
 //! - [`push`]: push notifications for offline recipients: the outbox

@@ -12,6 +12,7 @@ use crate::bus::{DynBus, LocalBus, RedisBus, Registry};
 use crate::config::{AuthMode, Config, redact, scrub};
 use crate::gateway::Gateway;
 use crate::http;
+use crate::maintenance::Maintenance;
 use crate::metrics::{Exporter, Metrics};
 use crate::push::{ClusterPresence, Dispatcher, PushSettings};
 use crate::security::{
@@ -31,8 +32,8 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     limits: Arc<RateLimits>,
-    store: store::DynStore,
     push: Option<Arc<Dispatcher>>,
+    maintenance: Maintenance,
 }
 
 impl Application {
@@ -125,8 +126,7 @@ impl Application {
                     secret,
                     retry_base: config.push_retry_base,
                 };
-                let dispatcher =
-                    Dispatcher::start(
+                let dispatcher = Dispatcher::start(
                     settings,
                     store.clone(),
                     registry.clone(),
@@ -137,6 +137,12 @@ impl Application {
             }
             None => (None, None),
         };
+        let maintenance = Maintenance::new(
+            store.clone(),
+            clock.clone(),
+            config.token_ttl,
+            config.event_retention,
+        );
         let service = Service::new(service::Parts {
             push: push.as_ref().map(|d| d.hook()),
             store: store.clone(),
@@ -146,6 +152,7 @@ impl Application {
             codes,
             clock,
             auth_mode: config.auth_mode,
+            token_ttl: config.token_ttl,
         });
         let state = AppState {
             config: Arc::new(config),
@@ -163,8 +170,8 @@ impl Application {
             local_addr,
             state,
             limits,
-            store,
             push,
+            maintenance,
         })
     }
 
@@ -211,6 +218,7 @@ impl Application {
                 .event_retention
                 .0
                 .map_or_else(|| "off".to_owned(), |d| humantime::format_duration(d).to_string()),
+            token_ttl = %humantime::format_duration(config.token_ttl),
             "missive listening"
         );
         match &config.redis_url {
@@ -240,7 +248,9 @@ impl Application {
                 limits.shrink();
             }
         });
-        let maintenance = crate::maintenance::spawn(self.store.clone(), config.event_retention);
+        // Pruning on every node (idempotent); stopped before the store closes.
+        let pruning_stop = tokio_util::sync::CancellationToken::new();
+        let pruning = self.maintenance.clone().spawn(pruning_stop.clone());
         let limits = serve::Limits {
             max_connections: connection_budget(config.max_connections),
             header_timeout: config.http_header_timeout,
@@ -270,7 +280,8 @@ impl Application {
         }
         bus.close().await;
         housekeeping.abort();
-        maintenance.abort();
+        pruning_stop.cancel();
+        let _ = pruning.await;
         tracing::info!("shutting down: closing the database");
         service.close().await;
         tracing::info!("bye");

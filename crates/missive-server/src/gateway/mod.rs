@@ -149,7 +149,7 @@ pub(crate) struct Params {
     responses(
         (status = 101, description = "Switching Protocols: the WebSocket session starts with a `ready` frame."),
         (status = 400, description = "`invalid_request`: not a WebSocket upgrade request; `invalid_parameter`: a malformed `since`; `invalid_phone_number`: a malformed `userID`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no usable identity (no `token`/`userID`, an invalid or revoked token, or a claim `AUTH_MODE` does not believe).", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no usable identity (no `token`/`userID`, an invalid, expired or revoked token, or a claim `AUTH_MODE` does not believe).", body = ErrorBody),
         (status = 403, description = "`forbidden`: `userID` names another user than the token's, or a browser `Origin` other than the server's own and `CORS_ORIGINS`.", body = ErrorBody),
         (status = 404, description = "`user_not_found`: the claimed `userID` is not registered.", body = ErrorBody),
     ),

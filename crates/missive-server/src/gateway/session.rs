@@ -23,6 +23,7 @@ use crate::bus::Payload;
 use crate::bus::{Outbound, Subscription};
 use crate::domain::now_ms;
 use crate::metrics::{Metrics, WsClose};
+use crate::security::tokens::{socket_touch_every, ttl_ms};
 use crate::service::{Draft, Error, Recipient, Service};
 use crate::state::AppState;
 use crate::store::Event;
@@ -80,6 +81,8 @@ pub async fn run(
         last: 0,
         resync: false,
         token_hash,
+        touched_at: now_ms(),
+        touch_every_ms: ttl_ms(socket_touch_every(state.service.token_ttl())),
         overflow: Arc::default(),
         too_big: Arc::default(),
     };
@@ -189,6 +192,11 @@ struct Writer {
     resync: bool,
     /// Hash of the token that opened the connection.
     token_hash: Option<String>,
+    /// When this connection last recorded a use of its token (ms).
+    touched_at: i64,
+    /// How often an open connection records a use of its token (ms): an
+    /// open WebSocket keeps its token from expiring.
+    touch_every_ms: i64,
     /// Fires when the connection's queue overflowed.
     overflow: Arc<Notify>,
     /// Set by the reader when the peer sent a message over the protocol
@@ -345,6 +353,13 @@ impl Writer {
             self.sink.send(Message::Ping(Default::default())),
         )
         .await?;
+        let now = now_ms();
+        if let Some(hash) = &self.token_hash
+            && now - self.touched_at >= self.touch_every_ms
+        {
+            self.service.keep_token_alive(hash);
+            self.touched_at = now;
+        }
         Ok(true)
     }
 

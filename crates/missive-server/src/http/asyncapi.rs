@@ -26,7 +26,9 @@ connect only from the server's own origin or one listed in `CORS_ORIGINS` (anoth
 reconnects with `?since=<the last cursor it processed>` first receives, in order, every durable \
 event it missed (across restarts and nodes), then live events. A duplicate is possible only around \
 the resume point and carries the same message `id`: dedupe by id. `typing` is ephemeral and never \
-replayed.
+replayed. Events older than `EVENT_RETENTION` may be pruned: a resume from before what is kept \
+gets `resync` right after `ready`; the client re-lists its chats and messages over REST and \
+continues from that frame's cursor. Events are never skipped silently.
 
 **Sending.** A `send` frame is answered by `ack` (after the commit: the message is durable) or \
 `error`, both echoing its `ref`. A frame the server cannot process gets an `error` frame and the \
@@ -196,6 +198,7 @@ fn example(key: &str) -> Option<Value> {
             "message": "no such chat, or you are not in it",
         }),
         "server.pong" => json!({"type": "pong"}),
+        "server.resync" => json!({"type": "resync", "cursor": "1041"}),
         "client.send" => json!({
             "type": "send", "ref": "r-1", "chatId": CHAT, "content": "Hello Bob!",
             "clientMessageId": "c-42",
@@ -281,6 +284,7 @@ mod tests {
             "server.ack",
             "server.error",
             "server.pong",
+            "server.resync",
             "client.send",
             "client.receipt",
             "client.typing",

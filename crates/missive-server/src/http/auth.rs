@@ -1,12 +1,12 @@
 //! The HTTP side of identity: building a [`Caller`] from the `Authorization`
-//! header and the peer address, and the `phoneNumber=`/`participant=` claim of
+//! and `User-Agent` headers and the peer address, and the `phoneNumber=`/`participant=` claim of
 //! the read endpoints. Deciding who the caller is happens in the service.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use missive_protocol::openapi::PhoneNumber;
 use serde::Deserialize;
@@ -25,13 +25,14 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| client_address(c.0, &parts.headers, &state.config.trusted_proxies));
-        Ok(match parts.headers.get(AUTHORIZATION) {
+        let caller = match parts.headers.get(AUTHORIZATION) {
             None => Caller::new(None, peer),
             Some(value) => match value.to_str().ok().and_then(bearer) {
                 Some(token) => Caller::new(Some(token.to_owned()), peer),
                 None => Caller::malformed(peer),
             },
-        })
+        };
+        Ok(caller.with_user_agent(parts.headers.get(USER_AGENT).map(|v| v.as_bytes())))
     }
 }
 

@@ -101,7 +101,7 @@ pub(crate) async fn send_message(
         (status = 200, description = "A page of messages, newest first (a bare array).", body = Vec<Message>,
             headers(("Link" = String, description = "Present only when more items exist: `<URL>; rel=\"next\"` (RFC 8288), e.g. `</chats/01943f6f-1111-7222-8333-444455556666/messages?limit=50&before=01943f70-0000-7000-8000-000000000001>; rel=\"next\"`. The URL is relative to the server (path and query); resolve it against the request URL. Absent on the last page."))),
         (status = 400, description = "`invalid_parameter`: malformed chat id, `limit`, `offset`, `before` or `after`, both `before` and `after`, or a `before`/`after` message that is not in this chat; `invalid_phone_number`: malformed claim.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: an invalid or revoked token, a claim the current `AUTH_MODE` does not believe, or no identity under `AUTH_MODE=required`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an invalid, expired or revoked token, a claim the current `AUTH_MODE` does not believe, or no identity under `AUTH_MODE=required`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: the claim names another user than the bearer token's.", body = ErrorBody),
         (status = 404, description = "`chat_not_found`: unknown chat, or not a member; `user_not_found`: the claimed phone number is not registered.", body = ErrorBody),
     ),
@@ -167,7 +167,7 @@ pub(crate) async fn list_messages(
     responses(
         (status = 200, description = "The recorded watermark.", body = StatusResponse),
         (status = 400, description = "`invalid_request` (body, or a status other than `delivered`/`read`) or `invalid_parameter` (chat id).", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid bearer token.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
         (status = 404, description = "`chat_not_found` (unknown chat or not a member) or `message_not_found` (no such message in this chat).", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody),
     ),
@@ -206,7 +206,7 @@ pub(crate) async fn mark_status(
     responses(
         (status = 200, description = "Forwarded.", body = Empty),
         (status = 400, description = "`invalid_request` (body) or `invalid_parameter` (chat id).", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid bearer token.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
         (status = 404, description = "`chat_not_found`: unknown chat or not a member.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody),
     ),

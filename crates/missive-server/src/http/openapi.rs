@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 use missive_protocol::openapi::{LegacySendFrame, PhoneNumber, ReceiptStatus};
 use missive_protocol::{
     Chat, ClientFrame, CreateChatRequest, ErrorBody, LoginRequest, Message, MessageStatus,
-    RegisterRequest, Registered, SendMessageRequest, ServerFrame, Session, StatusRequest,
-    StatusResponse, TypingRequest, User, VerifyRequest,
+    RegisterRequest, Registered, SendMessageRequest, ServerFrame, Session, SessionInfo,
+    StatusRequest, StatusResponse, TypingRequest, User, VerifyRequest,
 };
 use serde::Serialize;
 use utoipa::openapi::response::ResponseBuilder;
@@ -26,7 +26,7 @@ const DESCRIPTION: &str = "A real-time messaging backend: REST + WebSocket.
 
 All bodies are JSON (`Content-Type: application/json`), field names camelCase, times RFC 3339 UTC with milliseconds, ids UUID strings (UUIDv7). Every field listed in a response is always present; an absent optional value is `null`, never an omitted key.
 
-**Identity.** Either a bearer token (`Authorization: Bearer <token>`, from `POST /register` or the login flow `POST /sessions` → `POST /sessions/verify`) or a claimed identity (`sender`, `phoneNumber`, `participant`, `userID`). `AUTH_MODE=open` believes claims from anyone, `loopback` (default) only from a loopback peer (else 401), `required` never (every endpoint except `/register`, `POST /users`, `/sessions`, `/sessions/verify` and the ops endpoints answers 401 without a token). A token always wins: a claim naming another user gets 403. Behind a reverse proxy on the same host every peer is loopback, so such a deployment must run with `AUTH_MODE=required`.
+**Identity.** Either a bearer token (`Authorization: Bearer <token>`, from `POST /register` or the login flow `POST /sessions` → `POST /sessions/verify`) or a claimed identity (`sender`, `phoneNumber`, `participant`, `userID`). `AUTH_MODE=open` believes claims from anyone, `loopback` (default) only from a loopback peer (else 401), `required` never (every endpoint except `/register`, `POST /users`, `/sessions`, `/sessions/verify` and the ops endpoints answers 401 without a token). A token always wins: a claim naming another user gets 403. A token unused for `TOKEN_TTL` (default 30 days; each use extends it) has expired and gets 401 `unauthorized`; `GET /sessions` lists the caller's live sessions and `DELETE /sessions/{sessionId}` revokes one. Behind a reverse proxy on the same host every peer is loopback, so such a deployment must run with `AUTH_MODE=required`.
 
 **Errors.** Every 4xx/5xx has the body `{\"code\",\"message\"}` (schema `ErrorBody`). Malformed JSON, a missing or wrongly typed field or a wrong content type is 400; a body over 64 KiB is 413 `payload_too_large`; request headers over 16 KiB are 431 `headers_too_large`; rate limiting is 429 with `Retry-After`; an unknown route is 404 `not_found`, a wrong method 405 `method_not_allowed`; a 500 (`internal`) never leaks internals; any endpoint that needs the database may answer 503 `unavailable` while it does not answer.
 
@@ -42,6 +42,8 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
         super::sessions::request_code,
         super::sessions::verify_code,
         super::sessions::logout,
+        super::sessions::list_sessions,
+        super::sessions::revoke_session,
         super::users::me,
         super::chats::create_chat,
         super::chats::list_chats,
@@ -82,6 +84,7 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
         CodeSent,
         VerifyRequest,
         Session,
+        SessionInfo,
         ErrorBody,
         ServerFrame,
         ClientFrame,
@@ -89,7 +92,7 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
     )),
     tags(
         (name = "users", description = "Registration and contact lookup."),
-        (name = "sessions", description = "Login by one-time code, logout, the current user."),
+        (name = "sessions", description = "Login by one-time code, logout, the current user, the list of sessions and revoking one."),
         (name = "chats", description = "Chats, their messages, receipts and typing."),
         (name = "messages", description = "Sending messages."),
         (name = "websocket", description = "Real-time events and sending over a WebSocket."),
@@ -174,8 +177,10 @@ impl Modify for Finish {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An opaque token from `POST /register`, `POST /users` or \
-                         `POST /sessions/verify`. Revocable with `DELETE /sessions/current`; \
-                         valid on every node.",
+                         `POST /sessions/verify`. Revocable with `DELETE /sessions/current` \
+                         (or `DELETE /sessions/{sessionId}` from another session); valid on \
+                         every node; expires when unused for `TOKEN_TTL` (default 30 days; \
+                         each use extends it).",
                     ))
                     .build(),
             ),

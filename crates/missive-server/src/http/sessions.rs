@@ -1,24 +1,26 @@
-//! Login on a new device by one-time code, and logout.
+//! Login on a new device by one-time code, logout, and the caller's
+//! sessions (list, revoke one).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use missive_protocol::{ErrorBody, LoginRequest, Session, VerifyRequest};
+use missive_protocol::{ErrorBody, LoginRequest, Session, SessionInfo, VerifyRequest};
 use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath, parse_id};
 use super::openapi::CodeSent;
 use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions", post(request_code))
+        .route("/sessions", post(request_code).get(list_sessions))
         .route("/sessions/verify", post(verify_code))
         .route("/sessions/current", delete(logout))
+        .route("/sessions/{session_id}", delete(revoke_session))
 }
 
 /// Request a login code
@@ -101,7 +103,7 @@ pub(crate) async fn verify_code(
     tag = "sessions",
     responses(
         (status = 204, description = "Revoked."),
-        (status = 401, description = "`unauthorized`: no valid bearer token.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
     ),
     security(("bearerAuth" = []))
 )]
@@ -110,5 +112,66 @@ pub(crate) async fn logout(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     state.service.logout(&caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// List your sessions
+///
+/// The caller's live sessions: every token of the user that is neither
+/// revoked nor expired (unused for longer than `TOKEN_TTL`), most recently
+/// used first, without the tokens. `current` marks the token making this
+/// request. `lastUsedAt` is recorded at most about once a minute per token
+/// (an open WebSocket counts as a use). Rate limited per client address by
+/// `AUTH_RATE_LIMIT`, like every `/sessions` route.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    operation_id = "listSessions",
+    tag = "sessions",
+    responses(
+        (status = 200, description = "The caller's live sessions, most recently used first.", body = [SessionInfo]),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over `AUTH_RATE_LIMIT` requests per minute from this address.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(crate) async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    Ok(Json(state.service.list_sessions(&caller).await?))
+}
+
+/// Revoke one of your sessions
+///
+/// Revokes the session's token (for example a lost device's): it stops
+/// working on every node, and the WebSockets opened with it are closed
+/// (1008). The id is one of `GET /sessions`; the caller's own current
+/// session may be revoked too. Any other id, another user's session
+/// included, is 404.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{sessionId}",
+    operation_id = "revokeSession",
+    tag = "sessions",
+    params(("sessionId" = uuid::Uuid, Path, description = "A session id from `GET /sessions`.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 400, description = "`invalid_parameter`: the id is not a UUID.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
+        (status = 404, description = "`not_found`: not one of the caller's live sessions.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over `AUTH_RATE_LIMIT` requests per minute from this address.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub(crate) async fn revoke_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(session_id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id("sessionId", &session_id)?;
+    state.service.revoke_session(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -76,7 +76,7 @@ pub(crate) struct LookupParams {
     responses(
         (status = 200, description = "The user.", body = User),
         (status = 400, description = "`invalid_phone_number`, or a missing `phoneNumber` (`invalid_parameter`).", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid bearer token.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
         (status = 404, description = "`user_not_found`: no user has this phone number.", body = ErrorBody),
     ),
     security(("bearerAuth" = []))
@@ -103,7 +103,7 @@ pub(crate) async fn lookup(
     tag = "sessions",
     responses(
         (status = 200, description = "The user.", body = User),
-        (status = 401, description = "`unauthorized`: no valid bearer token.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
     ),
     security(("bearerAuth" = []))
 )]

@@ -1,13 +1,11 @@
 //! Accounts: registration, contact lookup, login on a new device by one-time
-//! code, and logout.
-
-use std::sync::Arc;
+//! code, and logout. Every token issued keeps the caller's `User-Agent`
+//! (shown in the sessions list, see [`super::sessions`]).
 
 use missive_protocol::{Session, User};
 
 use super::identity::parse_phone;
 use super::{Caller, Error, ErrorCode, Service};
-use crate::bus::{Envelope, Payload};
 use crate::metrics::RateLimitKind;
 use crate::security::codes::{CODE_TTL, MAX_ATTEMPTS, hash_code, is_well_formed, new_code};
 use crate::security::tokens::{hash_token, new_token};
@@ -59,6 +57,7 @@ impl Service {
                 phone_number,
                 display_name,
                 token_hash: hash_token(&token),
+                user_agent: caller.user_agent().map(str::to_owned),
             })
             .await?;
         Ok((user, token))
@@ -151,6 +150,7 @@ impl Service {
             code_hash: hash_code(phone.as_str(), code),
             now: self.clock.now_ms(),
             token_hash: hash_token(&token),
+            user_agent: caller.user_agent().map(str::to_owned),
             max_attempts: MAX_ATTEMPTS,
         };
         let redeemed = match self.store.redeem_login_code(attempt).await {
@@ -182,14 +182,7 @@ impl Service {
         if let Some(token) = caller.token() {
             let hash = hash_token(token);
             self.store.revoke_token(&hash).await?;
-            self.tokens.remove(&hash);
-            let payload = Payload::TokenRevoked { token_hash: hash };
-            self.bus
-                .publish(Envelope {
-                    targets: vec![(me.id, None)],
-                    payload: Arc::new(payload),
-                })
-                .await;
+            self.revoked(me.id, hash).await;
         }
         Ok(())
     }

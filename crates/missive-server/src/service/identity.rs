@@ -9,6 +9,9 @@
 //! | `required` | required | never: 401 without a valid token       |
 //!
 //! A token always wins; a claim naming someone else than the token's user is a 403.
+//! A token unused for longer than `TOKEN_TTL` has expired (401); each use
+//! slides its expiry (recorded at most about once a minute, see
+//! [`crate::security::tokens::touch_granularity`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -18,7 +21,28 @@ use super::{Error, ErrorCode, Service};
 use crate::config::AuthMode;
 use crate::domain::PhoneNumber;
 use crate::metrics::RateLimitKind;
-use crate::security::tokens::hash_token;
+use crate::security::tokens::{hash_token, is_expired, touch_granularity, ttl_ms};
+use crate::store::TokenSession;
+
+/// Longest `User-Agent` kept with a session, in characters.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// A `User-Agent` header as stored with a session: invalid UTF-8 replaced,
+/// control characters dropped, trimmed, at most [`MAX_USER_AGENT_CHARS`]
+/// characters; `None` when nothing is left.
+pub fn clean_user_agent(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(MAX_USER_AGENT_CHARS)
+        .collect();
+    let cleaned = cleaned.trim_end().to_owned();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
 
 /// Whether a peer may use claimed identity (and anonymous sandbox access) under `mode`.
 pub fn claims_allowed(mode: AuthMode, peer: Option<SocketAddr>) -> bool {
@@ -35,6 +59,7 @@ pub struct Caller {
     token: Option<String>,
     malformed_authorization: bool,
     peer: Option<SocketAddr>,
+    user_agent: Option<String>,
 }
 
 /// A claimed identity: a phone number, or (on `/ws`) a user id or phone number.
@@ -53,6 +78,7 @@ impl Caller {
             token,
             malformed_authorization: false,
             peer,
+            user_agent: None,
         }
     }
 
@@ -62,7 +88,20 @@ impl Caller {
             token: None,
             malformed_authorization: true,
             peer,
+            user_agent: None,
         }
+    }
+
+    /// The same caller, with its `User-Agent` header (raw bytes; cleaned
+    /// by [`clean_user_agent`]), kept with the tokens issued to it.
+    pub fn with_user_agent(mut self, raw: Option<&[u8]>) -> Self {
+        self.user_agent = raw.and_then(clean_user_agent);
+        self
+    }
+
+    /// The caller's cleaned `User-Agent`, if it sent one.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
     }
 
     /// Uses `token` (the WebSocket's `?token=`) when no Authorization header was sent.
@@ -108,6 +147,16 @@ pub fn parse_phone(raw: &str) -> Result<PhoneNumber, Error> {
 impl Service {
     /// The user of the caller's bearer token, if one was sent; 401 if it is not valid.
     async fn token_user(&self, caller: &Caller) -> Result<Option<User>, Error> {
+        Ok(self.token_session(caller).await?.map(|s| s.user))
+    }
+
+    /// The session of the caller's bearer token, if one was sent; 401 if it
+    /// is unknown, revoked or expired. A use is recorded (in the background)
+    /// when the stored last use is older than the touch granularity.
+    pub(super) async fn token_session(
+        &self,
+        caller: &Caller,
+    ) -> Result<Option<TokenSession>, Error> {
         if caller.malformed_authorization {
             return Err(Error::unauthorized(
                 "the Authorization header must be 'Bearer <token>'",
@@ -117,16 +166,49 @@ impl Service {
             return Ok(None);
         };
         let hash = hash_token(token);
-        if let Some(user) = self.tokens.get(&hash) {
-            return Ok(Some(user));
+        let session = match self.tokens.get(&hash) {
+            Some(session) => session,
+            None => match self.store.session_by_token(&hash).await? {
+                Some(session) => {
+                    self.tokens.put(hash.clone(), session.clone());
+                    session
+                }
+                None => {
+                    return Err(Error::unauthorized(
+                        "the token is invalid, expired or revoked",
+                    ));
+                }
+            },
+        };
+        let now = self.clock.now_ms();
+        if is_expired(session.last_used_at, now, self.token_ttl) {
+            self.tokens.remove(&hash);
+            return Err(Error::unauthorized(
+                "the token has expired (unused for longer than TOKEN_TTL): log in again",
+            ));
         }
-        match self.store.user_by_token(&hash).await? {
-            Some(user) => {
-                self.tokens.put(hash, user.clone());
-                Ok(Some(user))
+        if now - session.last_used_at >= ttl_ms(touch_granularity(self.token_ttl)) {
+            self.tokens.used(&hash, now);
+            self.record_use(hash, now);
+        }
+        Ok(Some(session))
+    }
+
+    /// Records a use of a token at `at`, in the background: the request
+    /// does not wait for the write (a lost one only makes `lastUsedAt` a
+    /// little older).
+    pub(crate) fn record_use(&self, token_hash: String, at: i64) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(&token_hash, at).await {
+                tracing::debug!(error = %e, "cannot record a token's use");
             }
-            None => Err(Error::unauthorized("the token is invalid or revoked")),
-        }
+        });
+    }
+
+    /// The cut-off of live tokens now: a token last used before it has expired.
+    pub(super) fn live_since(&self) -> i64 {
+        self.clock.now_ms().saturating_sub(ttl_ms(self.token_ttl))
     }
 
     /// The caller's user, from the token or the claim; `None` for an anonymous
@@ -174,10 +256,27 @@ impl Service {
         Ok(user)
     }
 
-    /// Whether the token with this hash still works (read from the store, not
-    /// the cache: a connection re-checks it after the bus may have lost a revocation).
+    /// Whether the token with this hash still works: not revoked, not expired
+    /// (read from the store, not the cache: a connection re-checks it after
+    /// the bus may have lost a revocation).
     pub async fn token_is_live(&self, token_hash: &str) -> Result<bool, Error> {
-        Ok(self.store.user_by_token(token_hash).await?.is_some())
+        let now = self.clock.now_ms();
+        Ok(self
+            .store
+            .session_by_token(token_hash)
+            .await?
+            .is_some_and(|s| !is_expired(s.last_used_at, now, self.token_ttl)))
+    }
+
+    /// Records that an open WebSocket still uses the token with this hash
+    /// (an open connection keeps its token alive), in the background.
+    pub fn keep_token_alive(&self, token_hash: &str) {
+        self.record_use(token_hash.to_owned(), self.clock.now_ms());
+    }
+
+    /// The token lifetime (`TOKEN_TTL`).
+    pub fn token_ttl(&self) -> std::time::Duration {
+        self.token_ttl
     }
 
     /// `rate_limited` when the caller's address is over the register/login limit.
@@ -237,6 +336,26 @@ mod tests {
             assert!(!claims_allowed(AuthMode::Loopback, addr(peer)), "{peer}");
         }
         assert!(!claims_allowed(AuthMode::Loopback, None));
+    }
+
+    #[test]
+    fn user_agents_are_cleaned_and_bounded() {
+        assert_eq!(
+            clean_user_agent(b"  curl/8.5.0 "),
+            Some("curl/8.5.0".into())
+        );
+        assert_eq!(clean_user_agent(b""), None);
+        assert_eq!(clean_user_agent(b" \t "), None);
+        assert_eq!(clean_user_agent(b"a\x01b\x7fc"), Some("abc".into()));
+        assert_eq!(
+            clean_user_agent(b"caf\xc3\xa9 \xff"),
+            Some("caf\u{e9} \u{fffd}".into())
+        );
+        let long = "x".repeat(1_000);
+        assert_eq!(
+            clean_user_agent(long.as_bytes()).map(|ua| ua.chars().count()),
+            Some(MAX_USER_AGENT_CHARS)
+        );
     }
 
     #[test]

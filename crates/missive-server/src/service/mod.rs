@@ -1,6 +1,7 @@
 //! Every use case of missive, shared by the HTTP API and the WebSocket
 //! gateway: who is calling ([`identity`]), accounts and login
-//! ([`accounts`]), chats ([`chats`]) and messages ([`messages`]). Each rule
+//! ([`accounts`]), the caller's sessions ([`sessions`]), chats ([`chats`])
+//! and messages ([`messages`]). Each rule
 //! lives here once; the transports parse, call one method, and map the
 //! result. Writes commit to the store first, and only then are published on
 //! the bus.
@@ -10,6 +11,7 @@ pub mod chats;
 mod error;
 pub mod identity;
 pub mod messages;
+pub mod sessions;
 
 pub use error::{Error, ErrorCode};
 pub use identity::{Caller, Claim};
@@ -44,6 +46,8 @@ pub struct Parts {
     pub auth_mode: AuthMode,
     /// Push notifications (`PUSH_WEBHOOK_URL`); `None`: disabled.
     pub push: Option<PushHook>,
+    /// A token unused this long has expired (`TOKEN_TTL`, sliding).
+    pub token_ttl: std::time::Duration,
 }
 
 /// The use cases, with what they need.
@@ -56,6 +60,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     auth_mode: AuthMode,
     push: Option<PushHook>,
+    token_ttl: std::time::Duration,
     /// Recently validated tokens (at most a second old).
     tokens: TokenCache,
 }
@@ -72,6 +77,7 @@ impl Service {
             clock: parts.clock,
             auth_mode: parts.auth_mode,
             push: parts.push,
+            token_ttl: parts.token_ttl,
             tokens: TokenCache::default(),
         }
     }

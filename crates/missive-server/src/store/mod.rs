@@ -61,6 +61,37 @@ pub struct NewUser {
     pub display_name: Option<String>,
     /// SHA-256 of the first bearer token, hex.
     pub token_hash: String,
+    /// The `User-Agent` that registered (shown in the sessions list).
+    pub user_agent: Option<String>,
+}
+
+/// A token's session, as the token's lookup finds it (revoked tokens are
+/// never found; whether it expired is the caller's judgement, from
+/// `last_used_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSession {
+    /// The token's user.
+    pub user: User,
+    /// The session id (a UUID, never the token or its hash).
+    pub id: Uuid,
+    /// When the token was issued, in milliseconds since the epoch.
+    pub created_at: i64,
+    /// When it was last used (coarse: see [`Store::touch_token`]), in
+    /// milliseconds since the epoch.
+    pub last_used_at: i64,
+}
+
+/// One live session of a user, for the sessions list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id.
+    pub id: Uuid,
+    /// When the token was issued, in milliseconds since the epoch.
+    pub created_at: i64,
+    /// When it was last used, in milliseconds since the epoch.
+    pub last_used_at: i64,
+    /// The `User-Agent` that obtained the token, if it sent one.
+    pub user_agent: Option<String>,
 }
 
 /// Where a message goes.
@@ -278,6 +309,8 @@ pub struct CodeAttempt {
     pub now: i64,
     /// Hash of the token to create when the code matches.
     pub token_hash: String,
+    /// The `User-Agent` of the login (stored with the new token).
+    pub user_agent: Option<String>,
     /// Wrong tries after which the code is burned.
     pub max_attempts: i64,
 }
@@ -372,6 +405,15 @@ pub struct ChatQuery {
 ///   pair.
 /// - **Unavailability is [`StoreError::Unavailable`]** (the API's 503), and the
 ///   store recovers by itself when the database is back.
+/// - **Tokens are sessions.** Every token row has a session id (a random
+///   UUID, never derived from the token), the `User-Agent` that obtained
+///   it and a `last_used_at` time, set to the issue time. A revoked token is
+///   never found again. The store does not judge expiry: the callers pass
+///   the cut-off (`now - TOKEN_TTL`) to the methods that need it, so every
+///   node and backend applies the same rule.
+/// - **Pruning is idempotent and safe on every node at once:** it deletes
+///   only rows that no lookup would accept anyway (revoked or expired
+///   tokens, expired login codes).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks that writes commit (not merely that the database answers a
@@ -384,13 +426,42 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<User>>;
     /// Looks a user up by id.
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>>;
-    /// The user of a live (not revoked) token, by the token's hash.
-    async fn user_by_token(&self, token_hash: &str) -> StoreResult<Option<User>>;
+    /// The session (and user) of a token that is not revoked, by the token's
+    /// hash; the caller judges expiry from `last_used_at`.
+    async fn session_by_token(&self, token_hash: &str) -> StoreResult<Option<TokenSession>>;
 
-    /// Adds a token for `user`.
-    async fn add_token(&self, user: Uuid, token_hash: String) -> StoreResult<()>;
+    /// Adds a token for `user` (a new session, last used now).
+    async fn add_token(
+        &self,
+        user: Uuid,
+        token_hash: String,
+        user_agent: Option<String>,
+    ) -> StoreResult<()>;
+    /// Records a use of a token at `at` (milliseconds since the epoch): its
+    /// `last_used_at` moves up to `at`, never back. Callers throttle it (at
+    /// most about once a minute per token), so that reads do not each write.
+    async fn touch_token(&self, token_hash: &str, at: i64) -> StoreResult<()>;
     /// Revokes a token; `false` if it was unknown or already revoked.
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool>;
+    /// The live sessions of `user`: not revoked and used at or after
+    /// `used_since`; most recently used first.
+    async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Revokes the session `id` when it is a live session (as in
+    /// [`Store::list_sessions`]) of `user`, returning its token's hash
+    /// (so that its connections can be closed); `None` otherwise, whoever
+    /// it belongs to.
+    async fn revoke_session(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        used_since: i64,
+    ) -> StoreResult<Option<String>>;
+    /// Deletes revoked tokens and tokens last used before `unused_since`;
+    /// returns how many rows went.
+    async fn prune_tokens(&self, unused_since: i64) -> StoreResult<u64>;
+    /// Deletes login codes that expired before `now` (used codes are deleted
+    /// when redeemed); returns how many rows went.
+    async fn prune_login_codes(&self, now: i64) -> StoreResult<u64>;
     /// Stores the login code of a user (replacing an earlier one, attempts reset).
     async fn put_login_code(&self, code: LoginCode) -> StoreResult<()>;
     /// Checks a login code and, when it matches, consumes it and stores `token_hash`

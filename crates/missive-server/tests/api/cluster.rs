@@ -428,6 +428,82 @@ async fn a_token_made_on_a_works_on_b_and_logout_on_a_closes_its_sockets_on_b() 
     }
 }
 
+#[tokio::test]
+async fn revoking_a_session_on_a_closes_its_socket_on_b_and_spares_the_others() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let gateway = crate::auth_helpers::SmsGateway::start().await;
+    let webhook = gateway.url.clone();
+    let cluster = Cluster::start_configured(&url, move |config| {
+        config.otp_webhook_url = Some(webhook.clone());
+    })
+    .await;
+    let laptop_a = cluster.a.user(ALICE).await;
+    let laptop_b = Cluster::on(&cluster.b, &laptop_a);
+    let phone_token = crate::auth_helpers::login(&cluster.a.client, &gateway, ALICE)
+        .await
+        .token;
+    let phone_b = TestUser {
+        user: laptop_a.user.clone(),
+        client: cluster.b.client.with_token(&phone_token),
+        token: phone_token,
+    };
+    let phone_a = Cluster::on(&cluster.a, &phone_b);
+    let mut laptop_socket_b = open_as(&laptop_b).await;
+    let mut phone_socket_b = open_as(&phone_b).await;
+    laptop_socket_b.assert_usable().await;
+    let laptop_session = phone_a
+        .client
+        .list_sessions()
+        .await
+        .expect("listed on A")
+        .body
+        .into_iter()
+        .find(|s| !s.current)
+        .expect("the laptop's session");
+
+    let revoked = Instant::now();
+    assert_eq!(
+        phone_a
+            .client
+            .revoke_session(laptop_session.id)
+            .await
+            .expect("revoked on A")
+            .status,
+        204
+    );
+
+    match laptop_socket_b
+        .conn
+        .next_frame(Duration::from_secs(2))
+        .await
+    {
+        Err(WsError::Closed { code, .. }) => assert_eq!(code, 1008),
+        other => panic!("expected the laptop's socket on B to close with 1008, got {other:?}"),
+    }
+    assert!(
+        revoked.elapsed() < Duration::from_millis(1200),
+        "closed after {:?}",
+        revoked.elapsed()
+    );
+    phone_socket_b.assert_usable().await;
+    // B's token cache forgets the laptop's token within its one-second TTL.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while laptop_b.client.me().await.is_ok() {
+        assert!(Instant::now() < deadline, "B still accepts the token");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed_b = phone_b
+        .client
+        .list_sessions()
+        .await
+        .expect("listed on B")
+        .body;
+    assert_eq!(listed_b.len(), 1, "{listed_b:?}");
+    assert!(listed_b[0].current);
+}
+
 /// Sends `count` messages from `alice` (HTTP, node A) into `chat`, each
 /// answered 201 at once; `during(i)` runs before the i-th send.
 async fn send_stream(

@@ -33,6 +33,7 @@ mod register;
 mod retention;
 mod revocation;
 mod sdk;
+mod sessions;
 mod startup;
 mod status;
 mod store_contract;

@@ -72,6 +72,8 @@ contract!(
     a_client_message_id_reused_for_another_chat_or_content_is_a_conflict,
     watermarks_never_move_backwards,
     concurrent_sends_to_one_recipient_number_its_events_without_gaps,
+    sessions_are_listed_by_last_use_touched_forward_and_revoked_by_their_owner_only,
+    pruning_removes_expired_and_revoked_tokens_and_expired_codes_once,
     queued_sends_are_stored_in_queue_order,
     a_refused_send_does_not_spoil_the_others_queued_with_it,
 );
@@ -86,9 +88,19 @@ async fn user(store: &DynStore, n: usize) -> User {
             phone_number: phone(n),
             display_name: Some(format!("user {n}")),
             token_hash: format!("token-of-{n}"),
+            user_agent: None,
         })
         .await
         .expect("the user is created")
+}
+
+/// The user of a token that is not revoked, by its hash.
+async fn token_user(store: &DynStore, hash: &str) -> Option<User> {
+    store
+        .session_by_token(hash)
+        .await
+        .expect("reads")
+        .map(|s| s.user)
 }
 
 fn message(sender: &User, target: SendTarget, content: &str, key: Option<&str>) -> NewMessage {
@@ -123,14 +135,14 @@ async fn users_are_found_by_phone_id_and_token(store: DynStore) {
 
     let by_phone = store.user_by_phone(&phone(1)).await.expect("reads");
     let by_id = store.user_by_id(alice.id).await.expect("reads");
-    let by_token = store.user_by_token("token-of-1").await.expect("reads");
+    let by_token = token_user(&store, "token-of-1").await;
 
     assert_eq!(by_phone.as_ref(), Some(&alice));
     assert_eq!(by_id.as_ref(), Some(&alice));
     assert_eq!(by_token.as_ref(), Some(&alice));
     assert_eq!(store.user_by_phone(&phone(2)).await.expect("reads"), None);
     assert_eq!(store.user_by_id(Uuid::now_v7()).await.expect("reads"), None);
-    assert_eq!(store.user_by_token("nope").await.expect("reads"), None);
+    assert_eq!(token_user(&store, "nope").await, None);
     assert_eq!(store.event_cursor(alice.id).await.expect("reads"), 0);
     assert!(matches!(
         store.event_cursor(Uuid::now_v7()).await,
@@ -145,6 +157,7 @@ async fn a_taken_phone_number_is_phone_taken_even_when_registrations_race(store:
             phone_number: phone(1),
             display_name: None,
             token_hash: "another".into(),
+            user_agent: None,
         })
         .await;
     assert!(matches!(again, Err(StoreError::PhoneTaken)), "{again:?}");
@@ -157,6 +170,7 @@ async fn a_taken_phone_number_is_phone_taken_even_when_registrations_race(store:
                     phone_number: phone(2),
                     display_name: None,
                     token_hash: format!("racer-{i}"),
+                    user_agent: None,
                 })
                 .await
         })
@@ -177,20 +191,17 @@ async fn a_taken_phone_number_is_phone_taken_even_when_registrations_race(store:
 async fn tokens_are_added_looked_up_and_revoked(store: DynStore) {
     let alice = user(&store, 1).await;
     store
-        .add_token(alice.id, "second".into())
+        .add_token(alice.id, "second".into(), Some("agent".into()))
         .await
         .expect("added");
-    assert_eq!(
-        store.user_by_token("second").await.expect("reads"),
-        Some(alice.clone())
-    );
+    assert_eq!(token_user(&store, "second").await, Some(alice.clone()));
 
     assert!(store.revoke_token("second").await.expect("revokes"));
     assert!(!store.revoke_token("second").await.expect("revokes"));
     assert!(!store.revoke_token("unknown").await.expect("revokes"));
-    assert_eq!(store.user_by_token("second").await.expect("reads"), None);
+    assert_eq!(token_user(&store, "second").await, None);
     assert_eq!(
-        store.user_by_token("token-of-1").await.expect("reads"),
+        token_user(&store, "token-of-1").await,
         Some(alice),
         "the other token still works"
     );
@@ -209,6 +220,7 @@ async fn login_codes_are_redeemed_once_expire_and_burn(store: DynStore) {
         code_hash: hash.into(),
         now,
         token_hash: token.into(),
+        user_agent: Some("phone".into()),
         max_attempts: 3,
     };
 
@@ -230,10 +242,7 @@ async fn login_codes_are_redeemed_once_expire_and_burn(store: DynStore) {
             .expect("judged"),
         Redeemed::Valid(alice.clone())
     );
-    assert_eq!(
-        store.user_by_token("t1").await.expect("reads"),
-        Some(alice.clone())
-    );
+    assert_eq!(token_user(&store, "t1").await, Some(alice.clone()));
     assert_eq!(
         store
             .redeem_login_code(attempt("right", 10, "t2"))
@@ -273,7 +282,7 @@ async fn login_codes_are_redeemed_once_expire_and_burn(store: DynStore) {
             .expect("judged"),
         Redeemed::TooManyAttempts
     );
-    assert_eq!(store.user_by_token("t4").await.expect("reads"), None);
+    assert_eq!(token_user(&store, "t4").await, None);
 
     // A new code resets the count.
     store
@@ -833,6 +842,7 @@ async fn two_nodes_racing_on_one_key_have_one_winner(node_a: DynStore, node_b: D
                 phone_number: phone(7),
                 display_name: None,
                 token_hash: format!("racer-{i}"),
+                user_agent: None,
             })
             .await
         })
@@ -974,4 +984,260 @@ async fn postgres_group_commits_queued_sends_in_few_transactions() {
         transactions <= 50,
         "200 queued sends took {transactions} transactions"
     );
+}
+
+async fn sessions_are_listed_by_last_use_touched_forward_and_revoked_by_their_owner_only(
+    store: DynStore,
+) {
+    let alice = user(&store, 1).await;
+    let bob = user(&store, 2).await;
+    store
+        .add_token(alice.id, "alice-phone".into(), Some("phone".into()))
+        .await
+        .expect("added");
+    let first = store
+        .session_by_token("token-of-1")
+        .await
+        .expect("reads")
+        .expect("live");
+    let phone_session = store
+        .session_by_token("alice-phone")
+        .await
+        .expect("reads")
+        .expect("live");
+    assert_ne!(first.id, phone_session.id);
+    assert_eq!(first.last_used_at, first.created_at, "used when issued");
+
+    // The registration token is used later than the phone's: it comes first.
+    let later = phone_session.last_used_at + 60_000;
+    store
+        .touch_token("token-of-1", later)
+        .await
+        .expect("touched");
+    store
+        .touch_token("token-of-1", later - 30_000)
+        .await
+        .expect("an older use is ignored");
+    let listed = store.list_sessions(alice.id, 0).await.expect("listed");
+    let ids: Vec<Uuid> = listed.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [first.id, phone_session.id]);
+    assert_eq!(listed[0].last_used_at, later);
+    assert_eq!(listed[0].user_agent, None);
+    assert_eq!(listed[1].user_agent.as_deref(), Some("phone"));
+    // Only sessions used since the cut-off are live.
+    let recent = store.list_sessions(alice.id, later).await.expect("listed");
+    assert_eq!(recent.len(), 1);
+    assert_eq!(
+        store
+            .revoke_session(alice.id, phone_session.id, later)
+            .await
+            .expect("judged"),
+        None,
+        "an expired session is not revoked (nor found)"
+    );
+
+    // Bob cannot revoke Alice's session; Alice can.
+    assert_eq!(
+        store
+            .revoke_session(bob.id, phone_session.id, 0)
+            .await
+            .expect("judged"),
+        None
+    );
+    assert_eq!(
+        store
+            .revoke_session(alice.id, phone_session.id, 0)
+            .await
+            .expect("judged")
+            .as_deref(),
+        Some("alice-phone")
+    );
+    assert_eq!(token_user(&store, "alice-phone").await, None);
+    assert_eq!(
+        store
+            .revoke_session(alice.id, phone_session.id, 0)
+            .await
+            .expect("judged"),
+        None,
+        "once"
+    );
+    let left = store.list_sessions(alice.id, 0).await.expect("listed");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, first.id);
+    assert_eq!(
+        store.list_sessions(bob.id, 0).await.expect("listed").len(),
+        1
+    );
+}
+
+async fn pruning_removes_expired_and_revoked_tokens_and_expired_codes_once(store: DynStore) {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use missive_server::maintenance::Maintenance;
+    use missive_server::security::ManualClock;
+
+    let alice = user(&store, 1).await;
+    let bob = user(&store, 2).await;
+    store
+        .add_token(alice.id, "revoked".into(), None)
+        .await
+        .expect("added");
+    store.revoke_token("revoked").await.expect("revoked");
+    store
+        .add_token(alice.id, "in-use".into(), None)
+        .await
+        .expect("added");
+    let clock = Arc::new(ManualClock::new());
+    let ttl = Duration::from_secs(3600);
+    clock.advance(ttl + Duration::from_secs(60));
+    // Used recently (by the clock of the maintenance); the others were not.
+    store
+        .touch_token("in-use", missive_server::security::Clock::now_ms(&*clock))
+        .await
+        .expect("touched");
+    let now = missive_server::security::Clock::now_ms(&*clock);
+    for (who, expires_at) in [(&alice, now - 1), (&bob, now + 60_000)] {
+        store
+            .put_login_code(LoginCode {
+                user: who.id,
+                phone_number: who.phone_number.clone(),
+                code_hash: "code".into(),
+                expires_at,
+            })
+            .await
+            .expect("put");
+    }
+    let maintenance = Maintenance::new(
+        store.clone(),
+        clock,
+        ttl,
+        missive_server::config::Retention(None),
+    );
+
+    // Alice's registration token (expired), Bob's (expired) and the revoked one.
+    assert_eq!(maintenance.prune_tokens().await.expect("pruned"), 3);
+    assert_eq!(maintenance.prune_login_codes().await.expect("pruned"), 1);
+    assert_eq!(
+        maintenance.prune_tokens().await.expect("pruned"),
+        0,
+        "idempotent"
+    );
+    assert_eq!(maintenance.prune_login_codes().await.expect("pruned"), 0);
+
+    assert_eq!(token_user(&store, "token-of-1").await, None);
+    assert_eq!(token_user(&store, "in-use").await, Some(alice.clone()));
+    let live = store.list_sessions(alice.id, 0).await.expect("listed");
+    assert_eq!(live.len(), 1, "only the token in use is left: {live:?}");
+    // Bob's code is still there: it can be redeemed.
+    let redeemed = store
+        .redeem_login_code(CodeAttempt {
+            phone_number: bob.phone_number.clone(),
+            code_hash: "code".into(),
+            now,
+            token_hash: "bob-new".into(),
+            user_agent: None,
+            max_attempts: 5,
+        })
+        .await
+        .expect("judged");
+    assert_eq!(redeemed, Redeemed::Valid(bob));
+    maintenance.run_once().await;
+}
+
+/// Checks a token issued before sessions existed (`id`, `created_at`) after
+/// the sessions migration: it still works, with a fresh TOKEN_TTL, and is
+/// listed with a random (version 4) session id.
+async fn an_old_token_is_a_live_session(store: &DynStore, user: Uuid, created_at: i64) {
+    let now = missive_server::domain::now_ms();
+    let session = store
+        .session_by_token("old-token")
+        .await
+        .expect("reads")
+        .expect("the old token still works");
+    assert_eq!(session.user.id, user);
+    assert_eq!(session.created_at, created_at);
+    assert!(
+        (now - 60_000..=now).contains(&session.last_used_at),
+        "last used at the migration: {} vs now {now}",
+        session.last_used_at
+    );
+    assert_eq!(session.id.get_version_num(), 4, "{}", session.id);
+    let listed = store
+        .list_sessions(user, now - 60_000)
+        .await
+        .expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, session.id);
+    assert_eq!(listed[0].user_agent, None);
+}
+
+#[tokio::test]
+async fn sqlite_tokens_issued_before_sessions_keep_working_and_are_listed() {
+    let db = TestDb::sqlite();
+    let path = db.url().strip_prefix("sqlite://").expect("a file URL");
+    let user = Uuid::now_v7();
+    {
+        let conn = rusqlite::Connection::open(path).expect("opens");
+        for script in [
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_login_codes.sql"),
+            include_str!("../../migrations/sqlite/0003_health.sql"),
+        ] {
+            conn.execute_batch(script).expect("an old migration");
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = 3;
+             INSERT INTO users (id, phone_number, created_at) VALUES ('{user}', '+15550000001', 1000);
+             INSERT INTO tokens (token_hash, user_id, created_at) VALUES ('old-token', '{user}', 1000);"
+        ))
+        .expect("an old token");
+    }
+    let store = open(&db).await;
+    an_old_token_is_a_live_session(&store, user, 1000).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_tokens_issued_before_sessions_keep_working_and_are_listed() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let user = Uuid::now_v7();
+    {
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(include_str!("../../migrations/postgres/0001_init.sql"))
+            .await
+            .expect("the first migration");
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL);
+                 INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0);",
+            )
+            .await
+            .expect("recorded");
+        client
+            .execute(
+                "INSERT INTO users (id, phone_number, created_at) VALUES ($1, '+15550000001', 1000)",
+                &[&user],
+            )
+            .await
+            .expect("a user");
+        client
+            .execute(
+                "INSERT INTO tokens (token_hash, user_id, created_at) VALUES ('old-token', $1, 1000)",
+                &[&user],
+            )
+            .await
+            .expect("an old token");
+        drop(client);
+        let _ = driver.await;
+    }
+    let store = open(&db).await;
+    an_old_token_is_a_live_session(&store, user, 1000).await;
+    store.close().await;
 }

@@ -24,8 +24,8 @@ use uuid::Uuid;
 use self::writer::WriterHandle;
 use super::{
     ChatQuery, ChatView, CodeAttempt, Committing, Event, EventLog, LoginCode, MessageQuery,
-    NewMessage, NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, Store,
-    StoreError, StoreResult,
+    NewMessage, NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, SessionRecord,
+    Store, StoreError, StoreResult, TokenSession,
 };
 use crate::domain::{PhoneNumber, chat};
 
@@ -44,6 +44,7 @@ type PgResult<T> = Result<T, tokio_postgres::Error>;
 /// pending scripts, and a refusal of a newer database.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_sessions.sql"),
     include_str!("../../../migrations/postgres/0003_event_retention.sql"),
     include_str!("../../../migrations/postgres/0004_push_outbox.sql"),
 ];
@@ -275,16 +276,52 @@ impl Store for PgStore {
         sql::user_by_id(&self.client().await?, id).await
     }
 
-    async fn user_by_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
-        sql::user_by_token(&self.client().await?, token_hash).await
+    async fn session_by_token(&self, token_hash: &str) -> StoreResult<Option<TokenSession>> {
+        sql::session_by_token(&self.client().await?, token_hash).await
     }
 
-    async fn add_token(&self, user: Uuid, token_hash: String) -> StoreResult<()> {
-        sql::add_token(&self.client().await?, user, &token_hash).await
+    async fn add_token(
+        &self,
+        user: Uuid,
+        token_hash: String,
+        user_agent: Option<String>,
+    ) -> StoreResult<()> {
+        sql::add_token(
+            &self.client().await?,
+            user,
+            &token_hash,
+            user_agent.as_deref(),
+        )
+        .await
+    }
+
+    async fn touch_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
+        sql::touch_token(&self.client().await?, token_hash, at).await
     }
 
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
         sql::revoke_token(&self.client().await?, token_hash).await
+    }
+
+    async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>> {
+        sql::list_sessions(&self.client().await?, user, used_since).await
+    }
+
+    async fn revoke_session(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        used_since: i64,
+    ) -> StoreResult<Option<String>> {
+        sql::revoke_session(&self.client().await?, user, id, used_since).await
+    }
+
+    async fn prune_tokens(&self, unused_since: i64) -> StoreResult<u64> {
+        sql::prune_tokens(&self.client().await?, unused_since).await
+    }
+
+    async fn prune_login_codes(&self, now: i64) -> StoreResult<u64> {
+        sql::prune_login_codes(&self.client().await?, now).await
     }
 
     async fn put_login_code(&self, code: LoginCode) -> StoreResult<()> {

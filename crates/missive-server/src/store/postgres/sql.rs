@@ -19,7 +19,8 @@ use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
     ChatQuery, ChatView, CodeAttempt, Event as LogEvent, EventLog, LoginCode, MessageCursor,
-    MessageQuery, NewUser, Page, Receipt, ReceiptEvent, Redeemed, StoreError, StoreResult,
+    MessageQuery, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SessionRecord, StoreError,
+    StoreResult, TokenSession,
 };
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
@@ -111,12 +112,7 @@ pub async fn insert_user(
         }
         other => other?,
     };
-    execute(
-        &tx,
-        "INSERT INTO tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)",
-        &[&new.token_hash, &id, &now],
-    )
-    .await?;
+    insert_token(&tx, id, &new.token_hash, new.user_agent.as_deref(), now).await?;
     tx.commit().await?;
     Ok(User {
         id,
@@ -140,33 +136,135 @@ pub async fn user_by_phone<C: GenericClient>(client: &C, phone: &str) -> StoreRe
     Ok(row.as_ref().map(user_from_row).transpose()?)
 }
 
-/// The user of a live token.
-pub async fn user_by_token<C: GenericClient>(
+/// The session (and user) of a token that is not revoked.
+pub async fn session_by_token<C: GenericClient>(
     client: &C,
     token_hash: &str,
-) -> StoreResult<Option<User>> {
+) -> StoreResult<Option<TokenSession>> {
     let sql = format!(
-        "SELECT {USER_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
+        "SELECT {USER_COLUMNS}, t.id, t.created_at, t.last_used_at
+         FROM tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
     );
-    let row = query_opt(client, &sql, &[&token_hash]).await?;
-    Ok(row.as_ref().map(user_from_row).transpose()?)
+    let Some(row) = query_opt(client, &sql, &[&token_hash]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(TokenSession {
+        user: user_from_row(&row)?,
+        id: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        last_used_at: row.try_get(6)?,
+    }))
 }
 
-/// Adds a token; `UserNotFound` when the user does not exist.
+/// Adds a token (a new session, last used now); `UserNotFound` when the user does not exist.
 pub async fn add_token<C: GenericClient>(
     client: &C,
     user: Uuid,
     token_hash: &str,
+    user_agent: Option<&str>,
+) -> StoreResult<()> {
+    insert_token(client, user, token_hash, user_agent, now_ms())
+        .await
+        .map_err(super::foreign_key_is_user)?;
+    Ok(())
+}
+
+/// A new token row: a new session, last used at its creation.
+async fn insert_token<C: GenericClient>(
+    client: &C,
+    user: Uuid,
+    token_hash: &str,
+    user_agent: Option<&str>,
+    now: i64,
+) -> PgResult<u64> {
+    execute(
+        client,
+        "INSERT INTO tokens (token_hash, user_id, created_at, id, user_agent, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $3)",
+        &[&token_hash, &user, &now, &Uuid::now_v7(), &user_agent],
+    )
+    .await
+}
+
+/// Moves a token's `last_used_at` up to `at` (never back).
+pub async fn touch_token<C: GenericClient>(
+    client: &C,
+    token_hash: &str,
+    at: i64,
 ) -> StoreResult<()> {
     execute(
         client,
-        "INSERT INTO tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)",
-        &[&token_hash, &user, &now_ms()],
+        "UPDATE tokens SET last_used_at = $2
+         WHERE token_hash = $1 AND last_used_at < $2 AND revoked_at IS NULL",
+        &[&token_hash, &at],
     )
-    .await
-    .map_err(super::foreign_key_is_user)?;
+    .await?;
     Ok(())
+}
+
+/// The live sessions of a user, most recently used first.
+pub async fn list_sessions<C: GenericClient>(
+    client: &C,
+    user: Uuid,
+    used_since: i64,
+) -> StoreResult<Vec<SessionRecord>> {
+    let rows = query(
+        client,
+        "SELECT id, created_at, last_used_at, user_agent FROM tokens
+         WHERE user_id = $1 AND revoked_at IS NULL AND last_used_at >= $2
+         ORDER BY last_used_at DESC, created_at DESC, id",
+        &[&user, &used_since],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SessionRecord {
+                id: row.try_get(0)?,
+                created_at: row.try_get(1)?,
+                last_used_at: row.try_get(2)?,
+                user_agent: row.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes a live session of `user`; the hash of its token, or `None`.
+pub async fn revoke_session<C: GenericClient>(
+    client: &C,
+    user: Uuid,
+    id: Uuid,
+    used_since: i64,
+) -> StoreResult<Option<String>> {
+    let row = query_opt(
+        client,
+        "UPDATE tokens SET revoked_at = $4
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND last_used_at >= $3
+         RETURNING token_hash",
+        &[&id, &user, &used_since, &now_ms()],
+    )
+    .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Deletes revoked tokens and those unused since before `unused_since`.
+pub async fn prune_tokens<C: GenericClient>(client: &C, unused_since: i64) -> StoreResult<u64> {
+    Ok(execute(
+        client,
+        "DELETE FROM tokens WHERE revoked_at IS NOT NULL OR last_used_at < $1",
+        &[&unused_since],
+    )
+    .await?)
+}
+
+/// Deletes login codes that expired before `now`.
+pub async fn prune_login_codes<C: GenericClient>(client: &C, now: i64) -> StoreResult<u64> {
+    Ok(execute(
+        client,
+        "DELETE FROM login_codes WHERE expires_at < $1",
+        &[&now],
+    )
+    .await?)
 }
 
 /// Revokes a token; `false` when unknown or revoked already.
@@ -251,7 +349,13 @@ pub async fn redeem_login_code(
         &[&attempt.phone_number],
     )
     .await?;
-    add_token(&tx, user, &attempt.token_hash).await?;
+    add_token(
+        &tx,
+        user,
+        &attempt.token_hash,
+        attempt.user_agent.as_deref(),
+    )
+    .await?;
     let user = user_by_id(&tx, user)
         .await?
         .ok_or_else(|| StoreError::Internal("a login code names a missing user".into()))?;

@@ -22,8 +22,8 @@ use uuid::Uuid;
 use self::writer::WriterHandle;
 use super::{
     ChatQuery, ChatView, CodeAttempt, Committing, Event, EventLog, LoginCode, MessageQuery,
-    NewMessage, NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, Store,
-    StoreError, StoreResult,
+    NewMessage, NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, SessionRecord,
+    Store, StoreError, StoreResult, TokenSession,
 };
 use crate::domain::{PhoneNumber, chat};
 
@@ -302,19 +302,57 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn user_by_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
+    async fn session_by_token(&self, token_hash: &str) -> StoreResult<Option<TokenSession>> {
         let hash = token_hash.to_owned();
-        self.read(move |conn| sql::user_by_token(conn, &hash)).await
+        self.read(move |conn| sql::session_by_token(conn, &hash))
+            .await
     }
 
-    async fn add_token(&self, user: Uuid, token_hash: String) -> StoreResult<()> {
-        self.write(move |conn, _| sql::add_token(conn, user, &token_hash))
+    async fn add_token(
+        &self,
+        user: Uuid,
+        token_hash: String,
+        user_agent: Option<String>,
+    ) -> StoreResult<()> {
+        self.write(move |conn, _| sql::add_token(conn, user, &token_hash, user_agent.as_deref()))
+            .await
+    }
+
+    async fn touch_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
+        // Through the writer: touches share the batches (and fsyncs) of the traffic.
+        let hash = token_hash.to_owned();
+        self.write(move |conn, _| sql::touch_token(conn, &hash, at))
             .await
     }
 
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
         let hash = token_hash.to_owned();
         self.write(move |conn, _| sql::revoke_token(conn, &hash))
+            .await
+    }
+
+    async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>> {
+        self.read(move |conn| sql::list_sessions(conn, user, used_since))
+            .await
+    }
+
+    async fn revoke_session(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        used_since: i64,
+    ) -> StoreResult<Option<String>> {
+        self.write(move |conn, _| sql::revoke_session(conn, user, id, used_since))
+            .await
+    }
+
+    async fn prune_tokens(&self, unused_since: i64) -> StoreResult<u64> {
+        self.write(move |conn, _| sql::prune_tokens(conn, unused_since))
+            .await
+    }
+
+    async fn prune_login_codes(&self, now: i64) -> StoreResult<u64> {
+        self.write(move |conn, _| sql::prune_login_codes(conn, now))
             .await
     }
 

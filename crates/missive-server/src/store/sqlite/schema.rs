@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_login_codes.sql"),
     include_str!("../../../migrations/sqlite/0003_health.sql"),
+    include_str!("../../../migrations/sqlite/0004_sessions.sql"),
     include_str!("../../../migrations/sqlite/0005_event_retention.sql"),
     include_str!("../../../migrations/sqlite/0006_push_outbox.sql"),
 ];

@@ -12,7 +12,7 @@ use crate::domain::{format_ms, now_ms};
 use crate::store::{
     ChatQuery, ChatView, CodeAttempt, Event as LogEvent, EventLog, LoginCode, MessageCursor,
     MessageQuery, NewMessage, NewUser, Page, PendingPush, PushFilter, Receipt, ReceiptEvent,
-    Redeemed, SendTarget, Sent, StoreError, StoreResult,
+    Redeemed, SendTarget, Sent, SessionRecord, StoreError, StoreResult, TokenSession,
 };
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
@@ -63,10 +63,7 @@ pub fn insert_user(conn: &Connection, new: &NewUser) -> StoreResult<User> {
         "INSERT INTO users (id, phone_number, display_name, created_at) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![id.to_string(), phone, new.display_name, now])?;
-    conn.prepare_cached(
-        "INSERT INTO tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![new.token_hash, id.to_string(), now])?;
+    insert_token(conn, id, &new.token_hash, new.user_agent.as_deref(), now)?;
     Ok(User {
         id,
         phone_number: phone.to_owned(),
@@ -88,23 +85,120 @@ pub fn user_where(
         .optional()?)
 }
 
-pub fn user_by_token(conn: &Connection, token_hash: &str) -> StoreResult<Option<User>> {
+pub fn session_by_token(conn: &Connection, token_hash: &str) -> StoreResult<Option<TokenSession>> {
     let sql = format!(
-        "SELECT {USER_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id
+        "SELECT {USER_COLUMNS}, t.id, t.created_at, t.last_used_at
+         FROM tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = ?1 AND t.revoked_at IS NULL"
     );
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row([token_hash], user_from_row)
+        .query_row([token_hash], |row| {
+            Ok(TokenSession {
+                user: user_from_row(row)?,
+                id: uuid_at(row, 4)?,
+                created_at: row.get(5)?,
+                last_used_at: row.get(6)?,
+            })
+        })
         .optional()?)
 }
 
-pub fn add_token(conn: &Connection, user: Uuid, token_hash: &str) -> StoreResult<()> {
+pub fn add_token(
+    conn: &Connection,
+    user: Uuid,
+    token_hash: &str,
+    user_agent: Option<&str>,
+) -> StoreResult<()> {
+    insert_token(conn, user, token_hash, user_agent, now_ms())
+}
+
+/// A new token row: a new session, last used at its creation.
+fn insert_token(
+    conn: &Connection,
+    user: Uuid,
+    token_hash: &str,
+    user_agent: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO tokens (token_hash, user_id, created_at, id, user_agent, last_used_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?3)",
     )?
-    .execute(params![token_hash, user.to_string(), now_ms()])?;
+    .execute(params![
+        token_hash,
+        user.to_string(),
+        now,
+        Uuid::now_v7().to_string(),
+        user_agent
+    ])?;
     Ok(())
+}
+
+pub fn touch_token(conn: &Connection, token_hash: &str, at: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE tokens SET last_used_at = ?2
+         WHERE token_hash = ?1 AND last_used_at < ?2 AND revoked_at IS NULL",
+    )?
+    .execute(params![token_hash, at])?;
+    Ok(())
+}
+
+pub fn list_sessions(
+    conn: &Connection,
+    user: Uuid,
+    used_since: i64,
+) -> StoreResult<Vec<SessionRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, created_at, last_used_at, user_agent FROM tokens
+         WHERE user_id = ?1 AND revoked_at IS NULL AND last_used_at >= ?2
+         ORDER BY last_used_at DESC, created_at DESC, id",
+    )?;
+    let rows = stmt.query_map(params![user.to_string(), used_since], |row| {
+        Ok(SessionRecord {
+            id: uuid_at(row, 0)?,
+            created_at: row.get(1)?,
+            last_used_at: row.get(2)?,
+            user_agent: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn revoke_session(
+    conn: &Connection,
+    user: Uuid,
+    id: Uuid,
+    used_since: i64,
+) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE tokens SET revoked_at = ?4
+             WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL AND last_used_at >= ?3
+             RETURNING token_hash",
+        )?
+        .query_row(
+            params![id.to_string(), user.to_string(), used_since, now_ms()],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+pub fn prune_tokens(conn: &Connection, unused_since: i64) -> StoreResult<u64> {
+    let revoked = conn
+        .prepare_cached("DELETE FROM tokens WHERE revoked_at IS NOT NULL")?
+        .execute([])?;
+    let expired = conn
+        .prepare_cached("DELETE FROM tokens WHERE last_used_at < ?1")?
+        .execute([unused_since])?;
+    Ok((revoked + expired) as u64)
+}
+
+pub fn prune_login_codes(conn: &Connection, now: i64) -> StoreResult<u64> {
+    let expired = conn
+        .prepare_cached("DELETE FROM login_codes WHERE expires_at < ?1")?
+        .execute([now])?;
+    Ok(expired as u64)
 }
 
 pub fn revoke_token(conn: &Connection, token_hash: &str) -> StoreResult<bool> {
@@ -167,7 +261,12 @@ pub fn redeem_login_code(conn: &Connection, attempt: &CodeAttempt) -> StoreResul
     }
     conn.prepare_cached("DELETE FROM login_codes WHERE phone_number = ?1")?
         .execute([&attempt.phone_number])?;
-    add_token(conn, user, &attempt.token_hash)?;
+    add_token(
+        conn,
+        user,
+        &attempt.token_hash,
+        attempt.user_agent.as_deref(),
+    )?;
     // After writes, so not a domain error: a missing user here is a broken database.
     let user = user_where(conn, "id", &user.to_string())?
         .ok_or_else(|| StoreError::Internal("a login code names a missing user".into()))?;
