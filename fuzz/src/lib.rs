@@ -1,12 +1,12 @@
 //! Oracles shared by the fuzz targets: each `check_*` runs one of the
 //! server's parsers on an input and asserts what the API documents about it
-//! (API.md), written independently of the parser where that is practical.
+//! (README, "API"), written independently of the parser where that is practical.
 
 use missive_server::domain::{ClientMessageId, MessageContent, PhoneNumber};
 use missive_server::service::{Draft, Error, ErrorCode, Recipient};
 use uuid::Uuid;
 
-/// Largest content, in characters (API.md: 1–4096).
+/// Largest content, in characters (the API allows 1–4096).
 pub const MAX_CONTENT_CHARS: usize = 4096;
 /// Largest `clientMessageId`, in characters.
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 128;

@@ -68,16 +68,33 @@ async fn corrupt_database(db: &Path) {
         app.register(&format!("+1555000{i:04}")).await;
     }
     app.stop().await.expect("a clean stop");
+    // Every table's and index's root page gets garbage; the schema itself
+    // (page 1 and its overflow pages) stays readable, so the file opens.
+    let (page_size, roots): (u64, Vec<u64>) = {
+        let conn = rusqlite::Connection::open(db).expect("opens");
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .expect("page size");
+        let mut roots = conn
+            .prepare("SELECT rootpage FROM sqlite_master WHERE rootpage > 1")
+            .expect("prepares");
+        let roots = roots
+            .query_map([], |r| r.get::<_, i64>(0))
+            .expect("queries")
+            .map(|r| r.expect("a root page").unsigned_abs())
+            .collect();
+        (page_size.unsigned_abs(), roots)
+    };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(db)
         .expect("opens");
-    let length = file.metadata().expect("metadata").len();
-    file.seek(SeekFrom::Start(4096)).expect("seeks");
-    let garbage: Vec<u8> = (0..length.saturating_sub(4096))
-        .map(|i| (i * 31 % 251) as u8)
-        .collect();
-    file.write_all(&garbage).expect("corrupts");
+    let garbage: Vec<u8> = (0..page_size).map(|i| (i * 31 % 251) as u8).collect();
+    for root in roots {
+        file.seek(SeekFrom::Start((root - 1) * page_size))
+            .expect("seeks");
+        file.write_all(&garbage).expect("corrupts");
+    }
     file.sync_all().expect("syncs");
 }
 
