@@ -7,9 +7,13 @@ use crate::helpers::{ALICE, BOB, spawn_app};
 use crate::ws_helpers::{Target, open_as};
 
 /// Sequential sends measured.
-const SENDS: u32 = 30;
-/// A loopback round trip that commits to SQLite takes a few ms even in a debug build.
-const BUDGET: Duration = Duration::from_millis(20);
+const SENDS: usize = 31;
+/// A loopback round trip that commits takes a few ms even in a debug build;
+/// a send stuck behind the delayed-ACK timer takes 40 ms or more. The
+/// median is compared, so that a few sends slowed by a busy machine (other
+/// builds, a PostgreSQL checkpoint) do not decide, while a Nagle delay,
+/// which hits every send, does.
+const BUDGET: Duration = Duration::from_millis(30);
 
 #[tokio::test]
 async fn a_ws_send_is_acknowledged_without_a_nagle_delay() {
@@ -20,16 +24,19 @@ async fn a_ws_send_is_acknowledged_without_a_nagle_delay() {
     // Warm up (the first send creates the chat).
     socket.send_message("warm", Target::Phone(BOB), "hi").await;
 
-    let started = Instant::now();
+    let mut round_trips = Vec::with_capacity(SENDS);
     for i in 0..SENDS {
+        let started = Instant::now();
         socket
             .send_message(&format!("r{i}"), Target::Phone(BOB), "ping-pong")
             .await;
+        round_trips.push(started.elapsed());
     }
-    let average = started.elapsed() / SENDS;
+    round_trips.sort();
+    let median = round_trips[SENDS / 2];
 
     assert!(
-        average < BUDGET,
-        "a WebSocket send takes {average:?} from frame to ack on loopback (budget {BUDGET:?})"
+        median < BUDGET,
+        "a WebSocket send takes {median:?} (median) from frame to ack on loopback (budget {BUDGET:?}); all: {round_trips:?}"
     );
 }
