@@ -266,6 +266,8 @@ pub async fn run(server: &Server, args: &WrkArgs, deadline: Instant) -> anyhow::
     eprintln!("running {described}");
     let cpu = CpuMeter::start(std::slice::from_ref(server))?;
     let started = Instant::now();
+    // wrk stops itself after `--duration`; the deadline only guards a hung wrk.
+    let wrk_deadline = deadline.max(started + Duration::from_secs(args.duration.max(1) + 30));
     let mut child = command
         .spawn()
         .with_context(|| format!("spawning {}", args.wrk_bin.display()))?;
@@ -282,10 +284,10 @@ pub async fn run(server: &Server, args: &WrkArgs, deadline: Instant) -> anyhow::
             Some('Z') | None => break,
             Some(_) => {}
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= wrk_deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("wrk was still running at the deadline (raise --max-seconds)");
+            bail!("wrk was still running 30 s after its --duration");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
