@@ -39,12 +39,15 @@ fuzz: ## Fuzz the parsers and validators, FUZZ_SECONDS (30) per target (installs
 BENCH_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
 BENCH = $(BENCH_DIR)/missive-bench --server-bin $(BENCH_DIR)/missive
 
-bench: ## Load-test a release build: idle sockets, WebSocket (full speed, 1,000 msg/s), HTTP (see docs/benchmarks.md)
+bench: ## Load-test a release build: idle sockets, WebSocket (full speed, 1,000 msg/s smooth and in phase), HTTP (reqwest and wrk; see docs/benchmarks.md)
 	$(CARGO) build --release -p missive-server -p missive-bench
+	scripts/bench/ensure-wrk.sh
 	$(BENCH) idle --connections 5000
 	$(BENCH) ws --pairs 50 --messages-per-sender 1000 --window 8
 	$(BENCH) ws --pairs 50 --messages-per-sender 200 --rate 1000
+	$(BENCH) ws --pairs 50 --messages-per-sender 200 --rate 1000 --phase aligned
 	$(BENCH) http --pairs 64 --requests 50000 --concurrency 64
+	$(BENCH) wrk --pairs 64 --connections 64 --wrk-threads 2 --duration 20
 
 bench-postgres: ## The WebSocket scenario on one node on PostgreSQL (needs PostgreSQL on 127.0.0.1:5432)
 	$(CARGO) build --release -p missive-server -p missive-bench

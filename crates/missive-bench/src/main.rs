@@ -14,6 +14,7 @@
 //! - `ws`: WebSocket send → recipient throughput and end-to-end latency,
 //!   full speed (pipelined) or paced (`--rate`);
 //! - `http`: `POST /messages` requests per second and latency;
+//! - `wrk`: the same through `wrk` (a far cheaper client than the bench's own);
 //! - `soak`: a long mixed run (idle sockets, active pairs, receipts, typing,
 //!   reconnects), optionally SIGKILLing the server on a schedule, checking
 //!   zero loss and zero duplicates and tracking RSS, descriptors and p99;
@@ -28,6 +29,7 @@ mod report;
 mod server;
 mod setup;
 mod soak;
+mod wrk;
 mod ws;
 
 use std::path::PathBuf;
@@ -67,6 +69,8 @@ enum Scenario {
     Ws(ws::WsArgs),
     /// HTTP `POST /messages`: requests per second and latency.
     Http(http::HttpArgs),
+    /// HTTP `POST /messages` driven by wrk (Lua script, 201 check): req/s, latency, CPU split.
+    Wrk(wrk::WrkArgs),
     /// A long mixed run with optional SIGKILLs (its length is `--minutes`, not `--max-seconds`).
     Soak(soak::SoakArgs),
     /// Check a running cluster (deploy/cluster.sh) through its load balancer,
@@ -117,7 +121,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
                     anyhow::anyhow!("the cluster check took longer than {}s", cli.max_seconds)
                 })?;
         }
-        Scenario::Idle(_) | Scenario::Http(_) if cli.deployment.cluster => {
+        Scenario::Idle(_) | Scenario::Http(_) | Scenario::Wrk(_) if cli.deployment.cluster => {
             anyhow::bail!("--cluster applies to the ws scenario only");
         }
         other => other,
@@ -149,6 +153,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         (Scenario::Http(args), Some(server)) => {
             http::run(server, args, cli.threads, deadline).await
         }
+        (Scenario::Wrk(args), Some(server)) => wrk::run(server, args, deadline).await,
         (Scenario::ClusterCheck(_) | Scenario::Soak(_), Some(_)) => {
             Err(anyhow::anyhow!("handled above"))
         }

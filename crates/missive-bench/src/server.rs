@@ -229,7 +229,7 @@ pub(crate) fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {
 }
 
 /// utime + stime of a `/proc/.../stat` file, in clock ticks.
-fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
     let rest = text

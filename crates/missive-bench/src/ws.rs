@@ -7,17 +7,20 @@
 //! commits a connection's sends in frame order and answers them in order).
 //! Each recipient measures the end-to-end latency of every `message` frame
 //! and checks, by the per-chat `seq`, that each message arrived exactly once.
-//! With `--rate`, the senders are paced to a fixed total rate instead.
+//! With `--rate`, the senders are paced to a fixed total rate instead:
+//! `--phase spread` (the default) staggers the senders evenly over the period,
+//! `--phase aligned` makes every sender fire at the same ticks (bursts of
+//! `pairs` messages every `pairs / rate` seconds).
 //! With two nodes (`--cluster`), the senders connect to node A and the
 //! recipients to node B: every message crosses the Redis bus.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use missive_protocol::{ClientFrame, ServerFrame};
 use serde::Deserialize;
@@ -52,9 +55,46 @@ pub struct WsArgs {
     /// Paced mode: total messages per second over all senders (e.g. 1000).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Paced mode: `spread` staggers the senders' ticks evenly over the period
+    /// (a smooth stream); `aligned` makes all senders send at the same instants
+    /// (in-phase bursts of `pairs` messages every `pairs / rate` s).
+    #[arg(long, value_enum, default_value_t = Phase::Spread)]
+    pub phase: Phase,
     /// Seconds the recipients keep waiting after the last ack.
     #[arg(long, default_value_t = 5.0)]
     pub grace: f64,
+}
+
+/// How paced senders' ticks relate to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    /// Sender `i` of `n` starts `i / n` of a period late: sends arrive evenly.
+    Spread,
+    /// Every sender sends at the same ticks: one burst of `n` sends per period.
+    Aligned,
+}
+
+impl Phase {
+    /// `spread` / `aligned`, as in the command line and the JSON record.
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Spread => "spread",
+            Phase::Aligned => "aligned",
+        }
+    }
+}
+
+/// The schedule of sender `index` of `pairs` for a total `rate` (msg/s):
+/// `(period between its sends, offset of its first send from the common start)`.
+/// Each sender sends `rate / pairs` msg/s; the offsets are what `phase` decides.
+fn pacing(rate: f64, pairs: usize, index: usize, phase: Phase) -> (Duration, Duration) {
+    let pairs = pairs.max(1);
+    let period = Duration::from_secs_f64(pairs as f64 / rate);
+    let offset = match phase {
+        Phase::Spread => period.mul_f64((index % pairs) as f64 / pairs as f64),
+        Phase::Aligned => Duration::ZERO,
+    };
+    (period, offset)
 }
 
 /// What one sender saw.
@@ -120,9 +160,9 @@ pub async fn run(
             .max(1.0) as u64,
         None => DEFAULT_MESSAGES,
     });
-    let pace = match args.rate {
-        Some(rate) if rate > 0.0 => Some(Duration::from_secs_f64(pairs as f64 / rate)),
-        Some(_) => anyhow::bail!("--rate must be positive"),
+    let rate = match args.rate {
+        Some(rate) if rate > 0.0 && rate.is_finite() => Some(rate),
+        Some(_) => anyhow::bail!("--rate must be a positive number"),
         None => None,
     };
 
@@ -155,9 +195,11 @@ pub async fn run(
         )));
     }
     let barrier = Arc::new(Barrier::new(pairs + 1));
+    // The paced senders' common time zero, set by the first one past the barrier.
+    let start = Arc::new(OnceLock::new());
     let mut sending = Vec::with_capacity(pairs);
     for (index, (socket, recipient)) in sender_sockets.into_iter().zip(&recipients).enumerate() {
-        let pacing = pace.map(|period| (period, period.mul_f64(index as f64 / pairs as f64)));
+        let pacing = rate.map(|rate| pacing(rate, pairs, index, args.phase));
         sending.push(tokio::spawn(send_loop(
             socket,
             recipient.phone.clone(),
@@ -169,10 +211,11 @@ pub async fn run(
             clock,
             deadline,
             barrier.clone(),
+            start.clone(),
         )));
     }
     let mode = match args.rate {
-        Some(rate) => format!("paced at {rate} msg/s"),
+        Some(rate) => format!("paced at {rate} msg/s, phase {}", args.phase.name()),
         None => "full speed".to_owned(),
     };
     eprintln!(
@@ -263,6 +306,7 @@ pub async fn run(
         "nodes": servers.len(),
         "mode": if args.rate.is_some() { "paced" } else { "full_speed" },
         "rate_target": args.rate,
+        "phase": args.rate.map(|_| args.phase.name()),
         "pairs": pairs,
         "messages_per_sender": per_sender,
         "window": window,
@@ -373,12 +417,14 @@ async fn send_loop(
     clock: Instant,
     deadline: Instant,
     barrier: Arc<Barrier>,
+    start: Arc<OnceLock<Instant>>,
 ) -> SenderStats {
     let (mut sink, mut stream) = socket.split();
     let mut stats = SenderStats::default();
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(plan.window as usize);
     barrier.wait().await;
-    let mut next_at = Instant::now() + plan.pacing.map_or(Duration::ZERO, |(_, offset)| offset);
+    let mut next_at =
+        *start.get_or_init(Instant::now) + plan.pacing.map_or(Duration::ZERO, |(_, offset)| offset);
     let outcome: anyhow::Result<()> = async {
         while stats.acked + stats.errors < plan.messages {
             let can_send =
@@ -579,6 +625,31 @@ fn parse_message(text: &str) -> anyhow::Result<Option<(i64, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_senders_are_staggered_evenly_over_the_period() {
+        // 1,000 msg/s over 50 senders: each sends every 50 ms, 1 ms apart.
+        let (period, first) = pacing(1000.0, 50, 0, Phase::Spread);
+        assert_eq!(period, Duration::from_millis(50));
+        assert_eq!(first, Duration::ZERO);
+        let (_, second) = pacing(1000.0, 50, 1, Phase::Spread);
+        assert_eq!(second, Duration::from_millis(1));
+        let (_, last) = pacing(1000.0, 50, 49, Phase::Spread);
+        assert_eq!(last, Duration::from_millis(49));
+    }
+
+    #[test]
+    fn aligned_senders_fire_at_the_same_ticks() {
+        for index in 0..50 {
+            assert_eq!(
+                pacing(1000.0, 50, index, Phase::Aligned),
+                (Duration::from_millis(50), Duration::ZERO)
+            );
+        }
+        // Each sender's own rate is rate / pairs in both phases.
+        let (period, _) = pacing(500.0, 10, 3, Phase::Aligned);
+        assert_eq!(period, Duration::from_millis(20));
+    }
 
     #[test]
     fn a_message_frame_yields_seq_and_send_time() {
