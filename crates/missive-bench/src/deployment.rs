@@ -50,6 +50,11 @@ pub struct DeploymentArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// Seconds the server gets to answer `/healthz` after it starts and to
+    /// exit after SIGTERM (default 15 and 20); raise it for a server run
+    /// under valgrind (`--server-bin` may be a wrapper script that `exec`s it).
+    #[arg(long, global = true)]
+    pub server_timeout: Option<f64>,
 }
 
 impl DeploymentArgs {
@@ -82,7 +87,12 @@ impl Deployment {
             database: None,
             redis: None,
         };
-        let mut options = NodeOptions::default();
+        let mut options = NodeOptions {
+            timeout: args
+                .server_timeout
+                .map(|seconds| std::time::Duration::from_secs_f64(seconds.max(1.0))),
+            ..NodeOptions::default()
+        };
         if postgres {
             let name = format!("missive_bench_{}", Uuid::now_v7().simple());
             admin_execute(&args.postgres_url, &format!("CREATE DATABASE \"{name}\""))

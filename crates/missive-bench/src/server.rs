@@ -24,6 +24,9 @@ pub struct NodeOptions {
     pub database_url: Option<String>,
     /// `(REDIS_URL, REDIS_PREFIX)`; `None`: one node, in-process fan-out.
     pub redis: Option<(String, String)>,
+    /// Replaces both [`START_TIMEOUT`] and [`STOP_TIMEOUT`] (a server run
+    /// under valgrind starts and stops slowly; killing it loses the profile).
+    pub timeout: Option<Duration>,
 }
 
 /// A running server process.
@@ -36,6 +39,10 @@ pub struct Server {
     startup_log_len: u64,
     /// Holds the database and the log; removed when the server is dropped.
     _dir: tempfile::TempDir,
+    /// `/healthz` wait after spawning.
+    start_timeout: Duration,
+    /// Wait for the exit after SIGTERM.
+    stop_timeout: Duration,
 }
 
 /// How the server ended.
@@ -96,6 +103,8 @@ impl Server {
             log_path,
             startup_log_len: 0,
             _dir: dir,
+            start_timeout: options.timeout.unwrap_or(START_TIMEOUT),
+            stop_timeout: options.timeout.unwrap_or(STOP_TIMEOUT),
         };
         server.wait_healthy().await?;
         server.startup_log_len = std::fs::metadata(&server.log_path).map_or(0, |m| m.len());
@@ -114,7 +123,7 @@ impl Server {
             .build()?;
         let url = format!("{}/healthz", self.base);
         let started = Instant::now();
-        while started.elapsed() < START_TIMEOUT {
+        while started.elapsed() < self.start_timeout {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "the server exited during startup ({status}); its log:\n{}",
@@ -129,7 +138,8 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!(
-            "the server did not answer /healthz within {START_TIMEOUT:?}; its log:\n{}",
+            "the server did not answer /healthz within {:?}; its log:\n{}",
+            self.start_timeout,
             self.log_tail(30)
         )
     }
@@ -150,7 +160,7 @@ impl Server {
     }
 
     /// Sends SIGTERM, waits for the exit (killing the process after
-    /// [`STOP_TIMEOUT`]), and reports how it went.
+    /// the stop timeout), and reports how it went.
     pub async fn stop(mut self) -> anyhow::Result<Stopped> {
         let started = Instant::now();
         let signalled = Command::new("kill")
@@ -164,8 +174,11 @@ impl Server {
             if let Some(status) = self.child.try_wait()? {
                 break status;
             }
-            if started.elapsed() > STOP_TIMEOUT {
-                eprintln!("the server did not exit within {STOP_TIMEOUT:?} of SIGTERM: killing it");
+            if started.elapsed() > self.stop_timeout {
+                eprintln!(
+                    "the server did not exit within {:?} of SIGTERM: killing it",
+                    self.stop_timeout
+                );
                 self.child.kill()?;
                 break self.child.wait()?;
             }
