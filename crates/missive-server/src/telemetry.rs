@@ -1,6 +1,10 @@
-//! Logging: `LOG_LEVEL` (a level name or a tracing filter) and `LOG_FORMAT`.
+//! Logging: `LOG_LEVEL` (a level name or a tracing filter), `LOG_FORMAT`,
+//! and [`LogLimiter`] for warnings that an outage would repeat.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
 
@@ -39,9 +43,54 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
 
+/// At most one warning per this long from one [`LogLimiter`].
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Lets one warning through per [`LOG_EVERY`] and counts the ones held back,
+/// so that an outage (Redis, a push gateway) logs a line every few seconds,
+/// not one per message.
+#[derive(Debug, Default)]
+pub struct LogLimiter {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    /// Calls `log` with the number of warnings held back since the last one,
+    /// if a warning is due; otherwise counts this one as held back.
+    pub fn warn(&self, log: impl FnOnce(u64)) {
+        let due = match self.last.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|at| at.elapsed() >= LOG_EVERY);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if due {
+            log(self.suppressed.swap(0, Ordering::Relaxed));
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_limiter_counts_what_it_holds_back() {
+        let limiter = LogLimiter::default();
+        let mut logged = Vec::new();
+        for _ in 0..5 {
+            limiter.warn(|suppressed| logged.push(suppressed));
+        }
+        assert_eq!(logged, vec![0]);
+        assert_eq!(limiter.suppressed.load(Ordering::Relaxed), 4);
+    }
 
     #[test]
     fn level_names_and_filters_are_accepted_in_any_case() {

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Bus, BusHealth, BusStats, Envelope, Payload, Registry};
+use crate::telemetry::LogLimiter;
 
 /// Entries kept in the stream (approximately: `MAXLEN ~` trims whole nodes).
 /// A reader further behind than this catches up from the store instead.
@@ -50,8 +51,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often a pending catch-up marker is retried when nothing is sent.
 const MARKER_RETRY: Duration = Duration::from_millis(250);
-/// At most one warning per this long for each kind of Redis failure.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// One stream entry: who published it and what.
 #[derive(Serialize, Deserialize)]
@@ -552,34 +551,6 @@ impl std::fmt::Display for StreamPos {
     }
 }
 
-/// Lets one warning through per [`LOG_EVERY`] and counts the ones held back,
-/// so that an outage logs a line every few seconds, not one per message.
-#[derive(Default)]
-struct LogLimiter {
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl LogLimiter {
-    fn warn(&self, log: impl FnOnce(u64)) {
-        let due = match self.last.lock() {
-            Ok(mut last) => {
-                let due = last.is_none_or(|at| at.elapsed() >= LOG_EVERY);
-                if due {
-                    *last = Some(Instant::now());
-                }
-                due
-            }
-            Err(_) => false,
-        };
-        if due {
-            log(self.suppressed.swap(0, Ordering::Relaxed));
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,16 +580,5 @@ mod tests {
             Position::check(StreamPos::ZERO, Some(StreamPos(5, 0))),
             Position::Valid
         );
-    }
-
-    #[test]
-    fn the_log_limiter_counts_what_it_holds_back() {
-        let limiter = LogLimiter::default();
-        let mut logged = Vec::new();
-        for _ in 0..5 {
-            limiter.warn(|suppressed| logged.push(suppressed));
-        }
-        assert_eq!(logged, vec![0]);
-        assert_eq!(limiter.suppressed.load(Ordering::Relaxed), 4);
     }
 }

@@ -10,9 +10,6 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
-use utoipa::OpenApi;
-
-use super::openapi::ApiDoc;
 
 /// What the document says about the connection as a whole.
 const DESCRIPTION: &str = "The real-time side of missive: one WebSocket per device at `GET /ws`, \
@@ -42,7 +39,8 @@ with 1001.";
 
 /// Builds the document from the OpenAPI components.
 fn build() -> Value {
-    let openapi = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    // The OpenAPI document as served: one generation, one source of schemas.
+    let openapi: Value = serde_json::from_str(super::openapi::json()).unwrap_or_default();
     let schemas = &openapi["components"]["schemas"];
 
     let mut messages = Map::new();

@@ -19,9 +19,8 @@ pub mod presence;
 pub use presence::ClusterPresence;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
@@ -35,6 +34,7 @@ use crate::bus::Registry;
 use crate::domain::now_ms;
 use crate::metrics::PushMetrics;
 use crate::store::{DynStore, PendingPush, PushFilter};
+use crate::telemetry::LogLimiter;
 
 /// Attempts of one push (the first included) before it is dropped.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -57,8 +57,6 @@ const BATCH: u32 = CONCURRENCY as u32;
 /// Longest sleep between two looks at the outbox (rows queued by other
 /// nodes, or left by a dead one, are found within this).
 const POLL: Duration = Duration::from_secs(2);
-/// At most one warning per this long about a failing gateway.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How pushes are sent.
 #[derive(Clone)]
@@ -362,33 +360,6 @@ impl Worker {
                 &e.to_string(),
                 &[self.settings.url.as_str()],
             )),
-        }
-    }
-}
-
-/// One warning per [`LOG_EVERY`], with the count of those suppressed.
-#[derive(Default)]
-struct LogLimiter {
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl LogLimiter {
-    fn warn(&self, log: impl FnOnce(u64)) {
-        let due = match self.last.lock() {
-            Ok(mut last) => {
-                let due = last.is_none_or(|at| at.elapsed() >= LOG_EVERY);
-                if due {
-                    *last = Some(Instant::now());
-                }
-                due
-            }
-            Err(_) => false,
-        };
-        if due {
-            log(self.suppressed.swap(0, Ordering::Relaxed));
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

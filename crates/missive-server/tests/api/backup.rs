@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,33 +14,12 @@ use missive_client::{ChatsQuery, MessagesQuery};
 use uuid::Uuid;
 
 use crate::durability::Server;
-use crate::helpers::walk_messages;
+use crate::helpers::{output_text, run_missive, walk_messages};
 use crate::test_db::{Backend, TestDb, suite_backend};
 
 const SENDERS: usize = 4;
 /// Acknowledged sends before the backup starts.
 const BEFORE_BACKUP: usize = 100;
-
-/// Runs the real binary with `args` against `database_url`.
-async fn missive(args: &[&str], database_url: &str) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("LOG_LEVEL", "WARN");
-    tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("the task runs")
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
@@ -53,16 +31,24 @@ async fn a_backup_taken_under_load_restores_every_message_acknowledged_before_it
         // Backups of PostgreSQL are pg_dump's job: the command says so.
         let db = TestDb::for_suite().await;
         let dir = tempfile::tempdir().expect("a temp dir");
-        let out = missive(
+        let out = run_missive(
             &["backup", &dir.path().join("x.db").display().to_string()],
             db.url(),
         )
         .await;
-        assert!(!out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("pg_dump"), "{}", text(&out));
-        let out = missive(&["restore", "x.db"], db.url()).await;
-        assert!(!out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("pg_restore"), "{}", text(&out));
+        assert!(!out.status.success(), "{}", output_text(&out));
+        assert!(
+            output_text(&out).contains("pg_dump"),
+            "{}",
+            output_text(&out)
+        );
+        let out = run_missive(&["restore", "x.db"], db.url()).await;
+        assert!(!out.status.success(), "{}", output_text(&out));
+        assert!(
+            output_text(&out).contains("pg_restore"),
+            "{}",
+            output_text(&out)
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -120,9 +106,9 @@ async fn a_backup_taken_under_load_restores_every_message_acknowledged_before_it
     let backup_file = dir.path().join("backups/missive-backup.db");
     std::fs::create_dir_all(backup_file.parent().expect("a dir")).expect("a dir");
     let backup_path = backup_file.display().to_string();
-    let out = missive(&["backup", &backup_path], &live).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let said = text(&out);
+    let out = run_missive(&["backup", &backup_path], &live).await;
+    assert!(out.status.success(), "{}", output_text(&out));
+    let said = output_text(&out);
     assert!(said.contains(&backup_path), "{said}");
     assert!(said.contains("schema version"), "{said}");
     assert!(said.contains("bytes"), "{said}");
@@ -140,20 +126,28 @@ async fn a_backup_taken_under_load_restores_every_message_acknowledged_before_it
     );
 
     // The backup is not overwritten by accident.
-    let out = missive(&["backup", &backup_path], &live).await;
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("--force"), "{}", text(&out));
+    let out = run_missive(&["backup", &backup_path], &live).await;
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("--force"),
+        "{}",
+        output_text(&out)
+    );
     // Nor restored over a database a server has open.
-    let out = missive(&["restore", "--force", &backup_path], &live).await;
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("in use"), "{}", text(&out));
+    let out = run_missive(&["restore", "--force", &backup_path], &live).await;
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("in use"),
+        "{}",
+        output_text(&out)
+    );
     drop(server);
 
     // Restore into a fresh data file and serve it.
     let fresh = dir.path().join("restored/missive.db");
     let restored_url = sqlite_url(&fresh);
-    let out = missive(&["restore", &backup_path], &restored_url).await;
-    assert!(out.status.success(), "{}", text(&out));
+    let out = run_missive(&["restore", &backup_path], &restored_url).await;
+    assert!(out.status.success(), "{}", output_text(&out));
     let check: String = rusqlite::Connection::open(&fresh)
         .expect("opens")
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

@@ -438,3 +438,28 @@ pub async fn walk_messages(
 pub fn seqs(messages: &[Message]) -> Vec<i64> {
     messages.iter().map(|m| m.seq).collect()
 }
+
+/// Runs the real `missive` binary with `args` (a subcommand such as
+/// `backup` or `migrate`) against `database_url`, on one node (no Redis),
+/// and waits for it to exit.
+pub async fn run_missive(args: &[&str], database_url: &str) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
+    command
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("LOG_LEVEL", "WARN")
+        .env_remove("REDIS_URL");
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the task runs")
+        .expect("the binary runs")
+}
+
+/// What a run of the binary printed, stdout then stderr.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

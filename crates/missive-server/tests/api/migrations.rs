@@ -2,54 +2,46 @@
 //! migrations") on the suite's store, and databases made by the previous
 //! schema, which must keep working without a manual step.
 
-use std::process::Output;
-
 use missive_server::security::tokens::hash_token;
 
-use crate::helpers::{ALICE, TestAppBuilder};
+use crate::helpers::{ALICE, TestAppBuilder, output_text, run_missive};
 use crate::test_db::{Backend, TestDb, suite_backend};
 use crate::ws_helpers::{cursor_number, open};
-
-/// Runs the real binary with `args` against `database_url`.
-async fn missive(args: &[&str], database_url: &str) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_missive"));
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("LOG_LEVEL", "WARN")
-        .env_remove("REDIS_URL");
-    tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("the task runs")
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 #[tokio::test]
 async fn migrate_check_reports_pending_migrations_until_migrate_applies_them() {
     let db = TestDb::for_suite().await;
-    let check = missive(&["migrate", "--check"], db.url()).await;
-    assert!(!check.status.success(), "{}", text(&check));
-    assert!(text(&check).contains("pending"), "{}", text(&check));
+    let check = run_missive(&["migrate", "--check"], db.url()).await;
+    assert!(!check.status.success(), "{}", output_text(&check));
+    assert!(
+        output_text(&check).contains("pending"),
+        "{}",
+        output_text(&check)
+    );
 
-    let migrate = missive(&["migrate"], db.url()).await;
-    assert!(migrate.status.success(), "{}", text(&migrate));
-    assert!(text(&migrate).contains("applied"), "{}", text(&migrate));
+    let migrate = run_missive(&["migrate"], db.url()).await;
+    assert!(migrate.status.success(), "{}", output_text(&migrate));
+    assert!(
+        output_text(&migrate).contains("applied"),
+        "{}",
+        output_text(&migrate)
+    );
 
-    let check = missive(&["migrate", "--check"], db.url()).await;
-    assert!(check.status.success(), "{}", text(&check));
-    assert!(text(&check).contains("current"), "{}", text(&check));
+    let check = run_missive(&["migrate", "--check"], db.url()).await;
+    assert!(check.status.success(), "{}", output_text(&check));
+    assert!(
+        output_text(&check).contains("current"),
+        "{}",
+        output_text(&check)
+    );
 
-    let again = missive(&["migrate"], db.url()).await;
-    assert!(again.status.success(), "{}", text(&again));
-    assert!(text(&again).contains("nothing to do"), "{}", text(&again));
+    let again = run_missive(&["migrate"], db.url()).await;
+    assert!(again.status.success(), "{}", output_text(&again));
+    assert!(
+        output_text(&again).contains("nothing to do"),
+        "{}",
+        output_text(&again)
+    );
 
     // A server starts on the migrated database as on any other.
     let app = TestAppBuilder::new()
@@ -87,8 +79,8 @@ async fn migrate_refuses_a_database_newer_than_this_build_naming_both_versions()
         }
     }
     for args in [&["migrate", "--check"][..], &["migrate"][..]] {
-        let output = missive(args, db.url()).await;
-        let said = text(&output);
+        let output = run_missive(args, db.url()).await;
+        let said = output_text(&output);
         assert!(!output.status.success(), "{args:?}: {said}");
         assert!(said.contains("99"), "{args:?}: {said}");
         assert!(said.contains("newer"), "{args:?}: {said}");
@@ -148,8 +140,8 @@ async fn a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_cu
             let _ = driver.await;
         }
     }
-    let check = missive(&["migrate", "--check"], db.url()).await;
-    assert!(!check.status.success(), "{}", text(&check));
+    let check = run_missive(&["migrate", "--check"], db.url()).await;
+    assert!(!check.status.success(), "{}", output_text(&check));
     // Every migration newer than the old schema (3 on SQLite, 1 on PostgreSQL) is pending.
     let (dir, old_version) = match suite_backend() {
         Backend::Sqlite => ("sqlite", 3),
@@ -159,7 +151,11 @@ async fn a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_cu
         .expect("the migrations directory")
         .count();
     let pending = format!("{} pending", known - old_version);
-    assert!(text(&check).contains(&pending), "{}", text(&check));
+    assert!(
+        output_text(&check).contains(&pending),
+        "{}",
+        output_text(&check)
+    );
 
     // No manual step: the server applies the migration as it starts.
     let app = TestAppBuilder::new()
@@ -189,6 +185,6 @@ async fn a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_cu
     let (message, cursor) = socket.next_message().await;
     assert_eq!(message.id, sent.body.id);
     assert_eq!(cursor_number(&cursor), 6);
-    let check = missive(&["migrate", "--check"], db.url()).await;
-    assert!(check.status.success(), "{}", text(&check));
+    let check = run_missive(&["migrate", "--check"], db.url()).await;
+    assert!(check.status.success(), "{}", output_text(&check));
 }
