@@ -430,3 +430,103 @@ mod tests {
         assert!(!thread_ticks(std::process::id()).is_empty());
     }
 }
+
+/// The writers' group commits over a phase, from the servers' `/metrics`
+/// (`missive_writer_batch_size` and `missive_writer_commit_seconds`, summed
+/// over the nodes): how many sends share a commit, and how long one takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WriterBatches {
+    /// Batches committed.
+    pub commits: f64,
+    /// Jobs (sends, receipts, …) in them.
+    pub jobs: f64,
+    /// Seconds spent applying and committing them.
+    pub seconds: f64,
+}
+
+impl WriterBatches {
+    /// The totals so far of every server (zero for a server without them).
+    pub async fn scrape(servers: &[Server]) -> WriterBatches {
+        let client = reqwest::Client::new();
+        let mut total = WriterBatches::default();
+        for server in servers {
+            let text = match client.get(format!("{}/metrics", server.base)).send().await {
+                Ok(answer) => answer.text().await.unwrap_or_default(),
+                Err(_) => continue,
+            };
+            total.commits += metric_value(&text, "missive_writer_batch_size_count");
+            total.jobs += metric_value(&text, "missive_writer_batch_size_sum");
+            total.seconds += metric_value(&text, "missive_writer_commit_seconds_sum");
+        }
+        total
+    }
+
+    /// What happened between `self` (earlier) and `later`.
+    pub fn until(self, later: WriterBatches) -> WriterBatches {
+        WriterBatches {
+            commits: later.commits - self.commits,
+            jobs: later.jobs - self.jobs,
+            seconds: later.seconds - self.seconds,
+        }
+    }
+
+    /// For the JSON record.
+    pub fn json(&self) -> serde_json::Value {
+        let (jobs_per_commit, ms_per_commit) = self.means();
+        serde_json::json!({
+            "commits": self.commits,
+            "jobs_per_commit": (jobs_per_commit * 10.0).round() / 10.0,
+            "ms_per_commit": (ms_per_commit * 1000.0).round() / 1000.0,
+        })
+    }
+
+    /// For the table.
+    pub fn text(&self) -> String {
+        let (jobs_per_commit, ms_per_commit) = self.means();
+        format!(
+            "{} commits, {jobs_per_commit:.1} jobs each, {ms_per_commit:.3} ms each",
+            self.commits
+        )
+    }
+
+    fn means(&self) -> (f64, f64) {
+        if self.commits <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (
+            self.jobs / self.commits,
+            self.seconds * 1000.0 / self.commits,
+        )
+    }
+}
+
+/// The value of the sample `name` (no labels) in a Prometheus text page; 0 if absent.
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod writer_batches_tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_read_by_exact_name() {
+        let page = "# TYPE missive_writer_batch_size histogram\n\
+                    missive_writer_batch_size_sum 120.0\n\
+                    missive_writer_batch_size_count 4\n\
+                    missive_writer_batch_size_bucket{le=\"1.0\"} 0\n";
+        assert_eq!(metric_value(page, "missive_writer_batch_size_sum"), 120.0);
+        assert_eq!(metric_value(page, "missive_writer_batch_size_count"), 4.0);
+        assert_eq!(metric_value(page, "missive_writer_commit_seconds_sum"), 0.0);
+        let run = WriterBatches::default().until(WriterBatches {
+            commits: 4.0,
+            jobs: 120.0,
+            seconds: 0.01,
+        });
+        assert_eq!(run.text(), "4 commits, 30.0 jobs each, 2.500 ms each");
+    }
+}

@@ -21,7 +21,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::report::{emit, round3};
-use crate::server::{CpuMeter, Server, clock_ticks_per_second, cpu_ticks};
+use crate::server::{CpuMeter, Server, WriterBatches, clock_ticks_per_second, cpu_ticks};
 use crate::setup;
 
 /// The committed wrk script.
@@ -264,6 +264,7 @@ pub async fn run(server: &Server, args: &WrkArgs, deadline: Instant) -> anyhow::
         server.base
     );
     eprintln!("running {described}");
+    let batches = WriterBatches::scrape(std::slice::from_ref(server)).await;
     let cpu = CpuMeter::start(std::slice::from_ref(server))?;
     let started = Instant::now();
     // wrk stops itself after `--duration`; the deadline only guards a hung wrk.
@@ -294,6 +295,7 @@ pub async fn run(server: &Server, args: &WrkArgs, deadline: Instant) -> anyhow::
     let status = child.wait()?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu.read(std::slice::from_ref(server))?;
+    let batches = batches.until(WriterBatches::scrape(std::slice::from_ref(server)).await);
     let rss = server.rss_kib()?;
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
@@ -347,6 +349,7 @@ pub async fn run(server: &Server, args: &WrkArgs, deadline: Instant) -> anyhow::
             "max_ms": round3(script_summary.max_ms),
         },
         "cpu": cpu_json,
+        "writer_batches": batches.json(),
         "server_rss_kib": rss,
         "first_problem": (!script_summary.first_problem.is_empty()).then_some(&script_summary.first_problem),
         "ok": ok,
@@ -392,6 +395,7 @@ pub async fn run(server: &Server, args: &WrkArgs, deadline: Instant) -> anyhow::
                 cpu.bench_percent
             ),
         ),
+        ("writer group commits", batches.text()),
         ("server RSS", format!("{rss} KiB")),
     ];
     if report.script.is_none() {

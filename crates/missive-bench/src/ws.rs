@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::report::{Latencies, emit, round3};
-use crate::server::{CpuMeter, Server};
+use crate::server::{CpuMeter, Server, WriterBatches};
 use crate::setup::{self, BenchUser, Socket};
 
 /// Frames handled per wake-up before the sender tops its window up again.
@@ -222,6 +222,7 @@ pub async fn run(
         "sending {} messages ({pairs} senders x {per_sender}, window {window}, {mode})",
         per_sender * pairs as u64
     );
+    let batches = WriterBatches::scrape(servers).await;
     let cpu = CpuMeter::start(servers)?;
     barrier.wait().await;
     let started = Instant::now();
@@ -245,6 +246,7 @@ pub async fn run(
         recipient_stats.push(stats);
     }
     let cpu = cpu.read(servers)?;
+    let batches = batches.until(WriterBatches::scrape(servers).await);
     let mut rss = 0;
     for server in servers {
         rss += server.rss_kib()?;
@@ -330,6 +332,7 @@ pub async fn run(
         "latency": summary.json(),
         "ack_latency": ack_summary.json(),
         "cpu": cpu.json(),
+        "writer_batches": batches.json(),
         "server_rss_kib": rss,
         "first_error": first_error,
         "ok": ok,
@@ -358,6 +361,7 @@ pub async fn run(
         ("latency send→recipient", summary.text()),
         ("latency send→ack", ack_summary.text()),
         ("CPU (100% = 1 core)", cpu.text()),
+        ("writer group commits", batches.text()),
         ("server RSS (all nodes)", format!("{rss} KiB")),
     ];
     if let Some(error) = &first_error {
