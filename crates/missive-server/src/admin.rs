@@ -74,6 +74,16 @@ pub async fn run(command: Command, database_url: &str) -> anyhow::Result<String>
             }
         }
         Command::Migrate { check: false } => {
+            // A migration that rewrites a table must not run under a server
+            // of the previous build, which would go on writing the old form.
+            if let Backend::Sqlite(Location::File(path)) = Backend::of(database_url)?
+                && path.exists()
+            {
+                let applied = schema::file_status(&path)?.applied;
+                if schema::rewrite_pending(applied) {
+                    ensure_unused(&path, "migrate (a pending migration rewrites a table)")?;
+                }
+            }
             let (before, after) = store::migrate(database_url).await?;
             Ok(if before.applied == after.applied {
                 format!("nothing to do: {after}")
@@ -331,7 +341,7 @@ pub fn restore(backup: &Path, target: &Path, force: bool) -> anyhow::Result<Rest
         );
     }
     if exists {
-        ensure_unused(target)?;
+        ensure_unused(target, "restore")?;
     }
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -390,7 +400,7 @@ fn stage(backup: &Path, staged: &Path) -> anyhow::Result<Verified> {
 /// exclusive lock cannot be taken while a server's connections hold theirs
 /// (in WAL mode every open connection does). A file SQLite cannot read at
 /// all (corrupt) cannot be served either, so it passes.
-fn ensure_unused(path: &Path) -> anyhow::Result<()> {
+fn ensure_unused(path: &Path, what: &str) -> anyhow::Result<()> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::ZERO)?;
@@ -403,7 +413,7 @@ fn ensure_unused(path: &Path) -> anyhow::Result<()> {
             ) =>
         {
             anyhow::bail!(
-                "{} is in use (is a missive server running on it?): stop it, then restore",
+                "{} is in use (is a missive server running on it?): stop it, then {what}",
                 path.display()
             )
         }

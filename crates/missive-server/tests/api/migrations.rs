@@ -2,6 +2,7 @@
 //! migrations") on the suite's store, and databases made by the previous
 //! schema, which must keep working without a manual step.
 
+use missive_client::protocol::{MessageStatus, ServerFrame};
 use missive_server::security::tokens::hash_token;
 
 use crate::helpers::{ALICE, TestAppBuilder, output_text, run_missive};
@@ -187,4 +188,163 @@ async fn a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_cu
     assert_eq!(cursor_number(&cursor), 6);
     let check = run_missive(&["migrate", "--check"], db.url()).await;
     assert!(check.status.success(), "{}", output_text(&check));
+}
+
+/// The SQLite schema before the event log's ids became 16-byte blobs (0007).
+const SQLITE_V6: [&str; 6] = [
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_login_codes.sql"),
+    include_str!("../../migrations/sqlite/0003_health.sql"),
+    include_str!("../../migrations/sqlite/0004_sessions.sql"),
+    include_str!("../../migrations/sqlite/0005_event_retention.sql"),
+    include_str!("../../migrations/sqlite/0006_push_outbox.sql"),
+];
+
+/// Alice and Bob, their chat, one message from Alice and Bob's receipt,
+/// with the event log written as the schema before 0007 kept it (text ids).
+/// `NOW` is replaced by the current time (older events would be pruned by
+/// the default retention as the server starts).
+const OLD_CHAT: &str = "
+    INSERT INTO users (id, phone_number, created_at, event_seq) VALUES
+        ('0190f0a0-0000-7000-8000-000000000001', '+1234567890', 0, 2),
+        ('0190f0a0-0000-7000-8000-000000000002', '+0987654321', 0, 1);
+    INSERT INTO chats (id, direct_key, created_at, last_seq, activity) VALUES
+        ('0190f0a0-0000-7000-8000-0000000000c1',
+         '0190f0a0-0000-7000-8000-000000000001:0190f0a0-0000-7000-8000-000000000002', 0, 1, 1);
+    INSERT INTO chat_members (chat_id, user_id, position, delivered_seq, read_seq) VALUES
+        ('0190f0a0-0000-7000-8000-0000000000c1', '0190f0a0-0000-7000-8000-000000000001', 0, 0, 0),
+        ('0190f0a0-0000-7000-8000-0000000000c1', '0190f0a0-0000-7000-8000-000000000002', 1, 1, 1);
+    INSERT INTO messages (id, chat_id, seq, sender_id, content, created_at) VALUES
+        ('0190f0a0-0000-7000-8000-0000000000a1', '0190f0a0-0000-7000-8000-0000000000c1', 1,
+         '0190f0a0-0000-7000-8000-000000000001', 'before the upgrade', NOW);
+    INSERT INTO events (user_id, seq, kind, chat_id, message_id, status, actor, created_at) VALUES
+        ('0190f0a0-0000-7000-8000-000000000001', 1, 'message', '0190f0a0-0000-7000-8000-0000000000c1',
+         '0190f0a0-0000-7000-8000-0000000000a1', NULL, NULL, NOW),
+        ('0190f0a0-0000-7000-8000-000000000002', 1, 'message', '0190f0a0-0000-7000-8000-0000000000c1',
+         '0190f0a0-0000-7000-8000-0000000000a1', NULL, NULL, NOW),
+        ('0190f0a0-0000-7000-8000-000000000001', 2, 'receipt', '0190f0a0-0000-7000-8000-0000000000c1',
+         '0190f0a0-0000-7000-8000-0000000000a1', 'read', '+0987654321', NOW);";
+
+#[tokio::test]
+async fn an_event_log_written_before_the_compact_ids_replays_the_same_after_the_upgrade() {
+    if suite_backend() != Backend::Sqlite {
+        return; // A SQLite schema change; PostgreSQL stores uuids natively.
+    }
+    let db = TestDb::for_suite().await;
+    let token = "old-token-of-alice";
+    {
+        let path = db.url().trim_start_matches("sqlite://").to_owned();
+        let conn = rusqlite::Connection::open(&path).expect("opens");
+        for (i, script) in SQLITE_V6.iter().enumerate() {
+            conn.execute_batch(&format!(
+                "BEGIN; {script}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .expect("the old schema");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        conn.execute_batch(&OLD_CHAT.replace("NOW", &now.to_string()))
+            .expect("old data");
+        conn.execute(
+            "INSERT INTO tokens (token_hash, user_id, created_at, last_used_at, id)
+             VALUES (?1, '0190f0a0-0000-7000-8000-000000000001', 0,
+                     CAST(unixepoch('subsec') * 1000 AS INTEGER),
+                     '0190f0a0-0000-4000-8000-0000000000f1')",
+            [hash_token(token)],
+        )
+        .expect("old token");
+    }
+
+    let app = TestAppBuilder::new()
+        .configure(|config| config.database_url = db.url().to_owned())
+        .spawn()
+        .await;
+    let alice = app.client.with_token(token);
+    let mut socket = open(
+        &alice,
+        &missive_client::ws::WsQuery::token(token).since("0"),
+    )
+    .await;
+    assert_eq!(socket.cursor, "2", "the log keeps its numbers");
+    let (message, cursor) = socket.next_message().await;
+    assert_eq!(
+        message.id.to_string(),
+        "0190f0a0-0000-7000-8000-0000000000a1"
+    );
+    assert_eq!(message.content, "before the upgrade");
+    assert_eq!(cursor_number(&cursor), 1);
+    match socket.next().await {
+        ServerFrame::Receipt {
+            cursor,
+            message_id,
+            status,
+            user,
+            ..
+        } => {
+            assert_eq!(cursor_number(&cursor), 2);
+            assert_eq!(
+                message_id.to_string(),
+                "0190f0a0-0000-7000-8000-0000000000a1"
+            );
+            assert_eq!(status, MessageStatus::Read);
+            assert_eq!(user, "+0987654321");
+        }
+        other => panic!("expected the receipt, got {other:?}"),
+    }
+
+    // New events go on from the converted log, in the new form.
+    let sent = alice
+        .send_message(&missive_client::protocol::SendMessageRequest {
+            chat_id: message.chat_id.into(),
+            content: "after the upgrade".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("sent");
+    let (message, cursor) = socket.next_message().await;
+    assert_eq!(message.id, sent.body.id);
+    assert_eq!(cursor_number(&cursor), 3);
+}
+
+#[tokio::test]
+async fn migrate_refuses_to_rewrite_the_event_log_under_a_running_server() {
+    if suite_backend() != Backend::Sqlite {
+        return; // The rewrite (0007) is SQLite's only.
+    }
+    let db = TestDb::for_suite().await;
+    let path = db.url().trim_start_matches("sqlite://").to_owned();
+    let conn = rusqlite::Connection::open(&path).expect("opens");
+    let _: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .expect("WAL, as a server runs it");
+    for (i, script) in SQLITE_V6.iter().enumerate() {
+        conn.execute_batch(&format!(
+            "BEGIN; {script}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .expect("the old schema");
+    }
+    // An old server's connection, in the middle of its work.
+    conn.execute_batch("BEGIN; SELECT COUNT(*) FROM events;")
+        .expect("a read transaction");
+
+    let refused = run_missive(&["migrate"], db.url()).await;
+    assert!(!refused.status.success(), "{}", output_text(&refused));
+    assert!(
+        output_text(&refused).contains("in use"),
+        "{}",
+        output_text(&refused)
+    );
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("reads");
+    assert_eq!(version, 6, "nothing was migrated");
+
+    conn.execute_batch("COMMIT;").expect("ends");
+    drop(conn);
+    let migrated = run_missive(&["migrate"], db.url()).await;
+    assert!(migrated.status.success(), "{}", output_text(&migrated));
 }

@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
+use super::sql::{IdText, id_text};
 use crate::store::{StoreError, StoreResult};
 
 /// Entries (users + chats + pairs) kept before the cache starts over.
@@ -81,12 +82,13 @@ impl Cache {
     /// Called before `COMMIT`: writes the counters advanced in this batch back
     /// to their rows, in the batch's transaction.
     pub fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+        let mut buf: IdText = [0; 36];
         if !self.dirty_users.is_empty() {
             let mut update =
                 conn.prepare_cached("UPDATE users SET event_seq = ?2 WHERE id = ?1")?;
             for user in self.dirty_users.drain() {
                 if let Some(seq) = self.event_seq.get(&user) {
-                    update.execute(params![user.to_string(), seq])?;
+                    update.execute(params![id_text(&user, &mut buf), seq])?;
                 }
             }
         }
@@ -95,7 +97,8 @@ impl Cache {
                 conn.prepare_cached("UPDATE chats SET last_seq = ?2, activity = ?3 WHERE id = ?1")?;
             for chat in self.dirty_chats.drain() {
                 if let Some(cached) = self.chats.get(&chat) {
-                    update.execute(params![chat.to_string(), cached.last_seq, cached.activity])?;
+                    let chat = id_text(&chat, &mut buf);
+                    update.execute(params![chat, cached.last_seq, cached.activity])?;
                 }
             }
         }

@@ -26,7 +26,21 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_sessions.sql"),
     include_str!("../../../migrations/sqlite/0005_event_retention.sql"),
     include_str!("../../../migrations/sqlite/0006_push_outbox.sql"),
+    include_str!("../../../migrations/sqlite/0007_compact_events.sql"),
 ];
+
+/// Versions whose migration rewrites a table rather than adding to the
+/// schema (7: the event log's ids become blobs). A server of an older build
+/// must not run while one of them is applied: it would keep writing the old
+/// form. `missive migrate` refuses to apply them while the file is in use.
+pub const REWRITES: &[i64] = &[7];
+
+/// Whether a database at version `applied` has a rewriting migration ahead.
+pub fn rewrite_pending(applied: i64) -> bool {
+    REWRITES
+        .iter()
+        .any(|&version| applied < version && version <= MIGRATIONS.len() as i64)
+}
 
 /// The schema version of `conn`'s database against [`MIGRATIONS`].
 pub fn status(conn: &Connection) -> anyhow::Result<SchemaStatus> {

@@ -26,6 +26,23 @@ fn uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
     })
 }
 
+/// An id stored as 16 bytes (the event log's columns).
+fn uuid_blob_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let bytes = row.get_ref(index)?.as_blob()?;
+    Uuid::from_slice(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+/// Room for an id in the text form the other tables store.
+pub(super) type IdText = [u8; uuid::fmt::Hyphenated::LENGTH];
+
+/// `id` as the text the tables store, written into `buf` (no allocation on
+/// the writer's hot path).
+pub(super) fn id_text<'a>(id: &Uuid, buf: &'a mut IdText) -> &'a str {
+    id.hyphenated().encode_lower(buf)
+}
+
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: uuid_at(row, 0)?,
@@ -484,13 +501,35 @@ struct Event<'a> {
     at: i64,
 }
 
-/// Appends an event to `user`'s log and returns its sequence number.
-fn append_event(
+/// Rows of the event log written by one `INSERT` (a chunk of an event's
+/// targets); each count has its own cached statement.
+const EVENT_ROWS_PER_INSERT: usize = 8;
+
+/// The `INSERT` of `rows` events (1..=[`EVENT_ROWS_PER_INSERT`]).
+fn insert_events_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (1..=EVENT_ROWS_PER_INSERT)
+            .map(|n| {
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
+                format!(
+                    "INSERT OR FAIL INTO events (user_id, seq, kind, chat_id, message_id, status, actor, created_at) \
+                     VALUES {values}"
+                )
+            })
+            .collect()
+    });
+    &SQL[rows - 1]
+}
+
+/// Appends `event` to the log of each of `users`, numbering it per user;
+/// returns each user with their new event number. One statement per
+/// [`EVENT_ROWS_PER_INSERT`] users.
+fn append_events(
     conn: &Connection,
     cache: &mut Cache,
-    user: Uuid,
+    users: &[Uuid],
     event: &Event<'_>,
-) -> StoreResult<i64> {
+) -> StoreResult<Vec<(Uuid, i64)>> {
     let Event {
         kind,
         chat_id,
@@ -499,22 +538,34 @@ fn append_event(
         actor,
         at,
     } = *event;
-    let seq = cache.next_event(conn, user)?;
-    conn.prepare_cached(
-        "INSERT INTO events (user_id, seq, kind, chat_id, message_id, status, actor, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        user.to_string(),
-        seq,
-        kind,
-        chat_id.to_string(),
-        message_id.to_string(),
-        status.map(MessageStatus::as_str),
-        actor,
-        at
-    ])?;
-    Ok(seq)
+    let status = status.map(MessageStatus::as_str);
+    let mut numbered = Vec::with_capacity(users.len());
+    for chunk in users.chunks(EVENT_ROWS_PER_INSERT) {
+        let mut stmt = conn.prepare_cached(insert_events_sql(chunk.len()))?;
+        let first = numbered.len();
+        for user in chunk {
+            numbered.push((*user, cache.next_event(conn, *user)?));
+        }
+        let mut column = 0;
+        for (user, seq) in &numbered[first..] {
+            let values: [&dyn rusqlite::ToSql; 8] = [
+                user.as_bytes(),
+                seq,
+                &kind,
+                chat_id.as_bytes(),
+                message_id.as_bytes(),
+                &status,
+                &actor,
+                &at,
+            ];
+            for value in values {
+                column += 1;
+                stmt.raw_bind_parameter(column, value)?;
+            }
+        }
+        stmt.raw_execute()?;
+    }
+    Ok(numbered)
 }
 
 /// The stored message of the send's `(sender, clientMessageId)`, if any,
@@ -585,15 +636,16 @@ pub fn send_message(conn: &Connection, cache: &mut Cache, new: &NewMessage) -> S
         .client_message_id
         .as_ref()
         .map(|k| k.as_str().to_owned());
+    let (mut id_buf, mut chat_buf, mut sender_buf) = ([0; 36], [0; 36], [0; 36]);
     conn.prepare_cached(
         "INSERT INTO messages (id, chat_id, seq, sender_id, content, created_at, client_message_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        id.to_string(),
-        chat_id.to_string(),
+        id_text(&id, &mut id_buf),
+        id_text(&chat_id, &mut chat_buf),
         seq,
-        sender.to_string(),
+        id_text(&sender, &mut sender_buf),
         new.content.as_str(),
         now,
         client_message_id
@@ -606,10 +658,7 @@ pub fn send_message(conn: &Connection, cache: &mut Cache, new: &NewMessage) -> S
         actor: None,
         at: now,
     };
-    let events = members
-        .iter()
-        .map(|m| append_event(conn, cache, *m, &event).map(|s| (*m, s)))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let events = append_events(conn, cache, &members, &event)?;
     // Only with push enabled; in the message's transaction, so that an
     // acknowledged message cannot lose its push.
     let pushes = match &new.push {
@@ -753,7 +802,7 @@ pub fn prune_events(conn: &Connection, cutoff_ms: i64, limit: u32) -> StoreResul
              GROUP BY user_id",
         )?
         .query_map(params![cutoff_ms, i64::from(limit)], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            Ok((uuid_blob_at(r, 0)?, r.get::<_, i64>(1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut deleted = 0;
@@ -762,8 +811,8 @@ pub fn prune_events(conn: &Connection, cutoff_ms: i64, limit: u32) -> StoreResul
         "UPDATE users SET events_pruned_seq = MAX(events_pruned_seq, ?2) WHERE id = ?1",
     )?;
     for (user, through) in found {
-        deleted += delete.execute(params![user, through])? as u64;
-        mark.execute(params![user, through])?;
+        deleted += delete.execute(params![&user.as_bytes()[..], through])? as u64;
+        mark.execute(params![user.to_string(), through])?;
     }
     Ok(deleted)
 }
@@ -781,17 +830,20 @@ pub fn events_since(
     )?;
     type Row = (i64, String, Uuid, Uuid, Option<String>, Option<String>, i64);
     let rows = stmt
-        .query_map(params![user.to_string(), cursor, i64::from(limit)], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                uuid_at(row, 2)?,
-                uuid_at(row, 3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-            ))
-        })?
+        .query_map(
+            params![&user.as_bytes()[..], cursor, i64::from(limit)],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    uuid_blob_at(row, 2)?,
+                    uuid_blob_at(row, 3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            },
+        )?
         .collect::<Result<Vec<Row>, _>>()?;
     let mut events = Vec::with_capacity(rows.len());
     for (seq, kind, chat_id, message_id, status, actor, at) in rows {
@@ -873,10 +925,12 @@ pub fn mark_status(
             actor: Some(&me.phone),
             at: now,
         };
-        for other in members.iter().filter(|m| m.user_id != user) {
-            let cursor = append_event(conn, cache, other.user_id, &event)?;
-            events.push((other.user_id, cursor));
-        }
+        let others: Vec<Uuid> = members
+            .iter()
+            .filter(|m| m.user_id != user)
+            .map(|m| m.user_id)
+            .collect();
+        events = append_events(conn, cache, &others, &event)?;
     }
     Ok(Receipt {
         event: ReceiptEvent {
