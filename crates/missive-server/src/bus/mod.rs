@@ -14,7 +14,7 @@ pub use local::LocalBus;
 pub use redis::{RedisBus, STREAM_BOUND};
 pub use registry::{Outbound, QUEUE, Registry, Subscription};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,9 @@ pub enum Payload {
     Durable {
         /// The event.
         event: Event,
+        /// Its frame's text, serialized once for every recipient on this node.
+        #[serde(skip)]
+        frame: FrameText,
     },
     /// A participant is (not) typing: never stored, never replayed.
     #[serde(rename_all = "camelCase")]
@@ -52,6 +55,38 @@ pub enum Payload {
     /// cursor and re-checks its token. Handed to all local connections.
     CatchUp,
 }
+
+impl Payload {
+    /// A committed event, for its targets.
+    pub fn durable(event: Event) -> Payload {
+        Payload::Durable {
+            event,
+            frame: FrameText::default(),
+        }
+    }
+}
+
+/// The wire text of a payload's frame, made by the first connection that
+/// sends it and shared by the others (the WebSocket gateway fills it). A
+/// cache: it is no part of the payload's value, so it never travels on the
+/// bus and payloads compare equal whatever it holds.
+#[derive(Debug, Default, Clone)]
+pub struct FrameText(OnceLock<Box<str>>);
+
+impl FrameText {
+    /// The text, made by `make` on first use.
+    pub fn get_or_init(&self, make: impl FnOnce() -> String) -> &str {
+        self.0.get_or_init(|| make().into_boxed_str())
+    }
+}
+
+impl PartialEq for FrameText {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FrameText {}
 
 /// A payload and the users it is for, each with their event cursor
 /// (`None` for ephemeral payloads).

@@ -42,16 +42,30 @@ pub struct Subscription {
     pub overflow: Arc<Notify>,
 }
 
+/// Independent parts of the registry: a delivery locks only the shard of
+/// each target, so the runtime's workers rarely wait for each other.
+const SHARDS: usize = 16;
+
+type Shard = Mutex<HashMap<Uuid, Vec<Connection>>>;
+
 /// Live connections of this node.
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
     /// Envelopes handed to [`Registry::deliver`].
     delivered: AtomicU64,
-    users: Mutex<HashMap<Uuid, Vec<Connection>>>,
+    /// Users' connections, spread over the shards by user id.
+    shards: [Shard; SHARDS],
 }
 
 impl Registry {
+    /// The shard that holds `user`'s connections. User ids are UUIDs (v7)
+    /// whose last bytes are random, so they spread evenly.
+    fn shard(&self, user: &Uuid) -> &Shard {
+        let bytes = user.as_bytes();
+        &self.shards[usize::from(bytes[15]) % SHARDS]
+    }
+
     /// Registers a new connection of `user`.
     pub fn register(&self, user: Uuid) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -62,7 +76,7 @@ impl Registry {
             queue: tx,
             overflow: overflow.clone(),
         };
-        if let Ok(mut users) = self.users.lock() {
+        if let Ok(mut users) = self.shard(&user).lock() {
             users.entry(user).or_default().push(connection);
         }
         Subscription {
@@ -75,7 +89,7 @@ impl Registry {
 
     /// Removes a connection.
     pub fn unregister(&self, user: Uuid, id: u64) {
-        if let Ok(mut users) = self.users.lock()
+        if let Ok(mut users) = self.shard(&user).lock()
             && let Some(connections) = users.get_mut(&user)
         {
             connections.retain(|c| c.id != id);
@@ -92,7 +106,7 @@ impl Registry {
 
     /// Whether `user` has an open connection on this node.
     pub fn is_connected(&self, user: Uuid) -> bool {
-        self.users
+        self.shard(&user)
             .lock()
             .map(|u| u.contains_key(&user))
             .unwrap_or(false)
@@ -100,31 +114,44 @@ impl Registry {
 
     /// The users with an open connection on this node.
     pub fn users(&self) -> Vec<Uuid> {
-        self.users
-            .lock()
-            .map(|u| u.keys().copied().collect())
-            .unwrap_or_default()
+        self.shards
+            .iter()
+            .filter_map(|shard| {
+                shard
+                    .lock()
+                    .ok()
+                    .map(|u| u.keys().copied().collect::<Vec<_>>())
+            })
+            .flatten()
+            .collect()
     }
 
     /// Open connections in total.
     pub fn connections(&self) -> usize {
-        self.users
-            .lock()
-            .map(|u| u.values().map(Vec::len).sum())
-            .unwrap_or(0)
+        self.shards
+            .iter()
+            .filter_map(|shard| {
+                shard
+                    .lock()
+                    .ok()
+                    .map(|u| u.values().map(Vec::len).sum::<usize>())
+            })
+            .sum()
     }
 
     /// Queues `payload` on every connection of this node; never blocks (a full
     /// queue closes its connection, which then resumes from the store anyway).
     pub fn broadcast(&self, payload: Arc<Payload>) {
-        let Ok(users) = self.users.lock() else { return };
-        for connection in users.values().flatten() {
-            let item = Outbound {
-                cursor: None,
-                payload: payload.clone(),
-            };
-            if let Err(flume::TrySendError::Full(_)) = connection.queue.try_send(item) {
-                connection.overflow.notify_one();
+        for shard in &self.shards {
+            let Ok(users) = shard.lock() else { continue };
+            for connection in users.values().flatten() {
+                let item = Outbound {
+                    cursor: None,
+                    payload: payload.clone(),
+                };
+                if let Err(flume::TrySendError::Full(_)) = connection.queue.try_send(item) {
+                    connection.overflow.notify_one();
+                }
             }
         }
     }
@@ -132,8 +159,10 @@ impl Registry {
     /// Queues the envelope on every connection of each target; never blocks.
     pub fn deliver(&self, envelope: &Envelope) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        let Ok(users) = self.users.lock() else { return };
         for (user, cursor) in &envelope.targets {
+            let Ok(users) = self.shard(user).lock() else {
+                continue;
+            };
             let Some(connections) = users.get(user) else {
                 continue;
             };
@@ -185,6 +214,36 @@ mod tests {
         registry.unregister(alice, a2.id);
         assert!(!registry.is_connected(alice));
         assert_eq!(registry.users(), vec![bob]);
+    }
+
+    #[tokio::test]
+    async fn users_in_one_shard_or_in_different_shards_get_only_their_own() {
+        let registry = Registry::default();
+        let user = |last: u8| {
+            let mut bytes = *Uuid::now_v7().as_bytes();
+            bytes[15] = last;
+            Uuid::from_bytes(bytes)
+        };
+        // 0 and 16 share a shard; 1 has its own.
+        let (a, b, c) = (user(0), user(16), user(1));
+        let subs = [
+            registry.register(a),
+            registry.register(b),
+            registry.register(c),
+        ];
+        assert_eq!(registry.connections(), 3);
+        registry.deliver(&Envelope {
+            targets: vec![(a, Some(1)), (c, Some(2))],
+            payload: typing(),
+        });
+        assert_eq!(subs[0].queue.try_recv().map(|o| o.cursor), Ok(Some(1)));
+        assert!(subs[1].queue.try_recv().is_err(), "b shares a's shard only");
+        assert_eq!(subs[2].queue.try_recv().map(|o| o.cursor), Ok(Some(2)));
+        let mut users = registry.users();
+        users.sort();
+        let mut expected = vec![a, b, c];
+        expected.sort();
+        assert_eq!(users, expected);
     }
 
     #[tokio::test]

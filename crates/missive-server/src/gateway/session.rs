@@ -395,7 +395,7 @@ impl Writer {
             None => self.feed(&frame_of(None, &item.payload)).await,
             Some(cursor) if cursor <= self.last => Ok(()),
             Some(cursor) if cursor == self.last + 1 => {
-                self.feed(&frame_of(Some(cursor), &item.payload)).await?;
+                self.feed_event(cursor, &item.payload).await?;
                 self.last = cursor;
                 Ok(())
             }
@@ -403,7 +403,7 @@ impl Writer {
                 Box::pin(self.catch_up()).await?;
                 if cursor > self.last {
                     // The store did not show it yet (cannot happen after a commit); send it anyway.
-                    self.feed(&frame_of(Some(cursor), &item.payload)).await?;
+                    self.feed_event(cursor, &item.payload).await?;
                     self.last = cursor;
                 }
                 Ok(())
@@ -469,6 +469,23 @@ impl Writer {
 
     async fn feed(&mut self, frame: &ServerFrame) -> anyhow::Result<()> {
         let text = serde_json::to_string(frame)?;
+        self.feed_text(text).await
+    }
+
+    /// Sends a durable payload at `cursor`: its frame is serialized once per
+    /// node (the first recipient's connection does it) and only the cursor
+    /// differs per recipient.
+    async fn feed_event(&mut self, cursor: i64, payload: &Payload) -> anyhow::Result<()> {
+        if let Payload::Durable { event, frame } = payload {
+            let template = frame.get_or_init(|| frame_template(event));
+            if let Some(text) = with_cursor(template, cursor) {
+                return self.feed_text(text).await;
+            }
+        }
+        self.feed(&frame_of(Some(cursor), payload)).await
+    }
+
+    async fn feed_text(&mut self, text: String) -> anyhow::Result<()> {
         self.metrics.ws.frames_out.inc();
         timed(&self.overflow, self.sink.feed(Message::Text(text.into()))).await
     }
@@ -532,9 +549,38 @@ fn durable_frame(cursor: i64, event: Event) -> ServerFrame {
     }
 }
 
+/// How a durable frame's text ends when its cursor is empty: the cursor is
+/// the last field of `message` and `receipt` frames.
+const EMPTY_CURSOR_END: &str = "\"cursor\":\"\"}";
+
+/// The text of `event`'s frame with an empty cursor, for [`with_cursor`]
+/// (empty if it cannot be serialized: every connection then serializes the
+/// frame itself).
+fn frame_template(event: &Event) -> String {
+    let mut frame = durable_frame(0, event.clone());
+    if let ServerFrame::Message { cursor, .. } | ServerFrame::Receipt { cursor, .. } = &mut frame {
+        cursor.clear();
+    }
+    serde_json::to_string(&frame).unwrap_or_default()
+}
+
+/// The frame text of [`frame_template`] with `cursor` filled in; `None`
+/// when the template does not end with the empty cursor.
+fn with_cursor(template: &str, cursor: i64) -> Option<String> {
+    use std::fmt::Write as _;
+    if !template.ends_with(EMPTY_CURSOR_END) {
+        return None;
+    }
+    let head = &template[..template.len() - 2];
+    let mut text = String::with_capacity(template.len() + 20);
+    text.push_str(head);
+    write!(text, "{cursor}\"}}").ok()?;
+    Some(text)
+}
+
 fn frame_of(cursor: Option<i64>, payload: &Payload) -> ServerFrame {
     match payload {
-        Payload::Durable { event } => durable_frame(cursor.unwrap_or_default(), event.clone()),
+        Payload::Durable { event, .. } => durable_frame(cursor.unwrap_or_default(), event.clone()),
         Payload::Typing {
             chat_id,
             user,
@@ -752,5 +798,56 @@ fn error_frame(reference: Option<String>, code: &str, message: impl Into<String>
         reference,
         code: code.to_owned(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use missive_protocol::{Message, MessageStatus};
+
+    use super::*;
+    use crate::store::ReceiptEvent;
+
+    fn events() -> Vec<Event> {
+        let message = Message {
+            id: Uuid::now_v7(),
+            chat_id: Uuid::now_v7(),
+            seq: 7,
+            sender: "+1234567890".into(),
+            // Text that looks like the end of a frame must not confuse the splice.
+            content: "say \"cursor\":\"\"} and \u{1F600}".into(),
+            created_at: "2026-01-01T12:00:00.123Z".into(),
+            client_message_id: Some("k-1".into()),
+            status: MessageStatus::Sent,
+        };
+        vec![
+            Event::Message { message },
+            Event::Receipt(ReceiptEvent {
+                chat_id: Uuid::now_v7(),
+                message_id: Uuid::now_v7(),
+                status: MessageStatus::Read,
+                user: "+1987654321".into(),
+                at: "2026-01-01T12:00:01.000Z".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn a_shared_frame_with_its_cursor_is_the_frame_serialized_for_that_cursor() {
+        for event in events() {
+            let template = frame_template(&event);
+            for cursor in [1, 42, 1_000_000_007, i64::MAX] {
+                let shared = with_cursor(&template, cursor).expect("the cursor ends the frame");
+                let own = serde_json::to_string(&durable_frame(cursor, event.clone()))
+                    .expect("serializes");
+                assert_eq!(shared, own);
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_without_the_empty_cursor_at_its_end_is_not_spliced() {
+        assert_eq!(with_cursor("", 1), None);
+        assert_eq!(with_cursor("{\"type\":\"typing\"}", 1), None);
     }
 }

@@ -140,12 +140,7 @@ impl Service {
                 if phone.as_str() == sender.phone_number {
                     return Err(self_message());
                 }
-                let receiver = self
-                    .store
-                    .user_by_phone(&phone)
-                    .await?
-                    .ok_or_else(Error::user_not_found)?;
-                SendTarget::Direct(receiver.id)
+                SendTarget::Direct(self.user_id_by_phone(&phone).await?)
             }
         };
         let new = NewMessage {
@@ -175,6 +170,21 @@ impl Service {
             }
             Ok(sent.message)
         }))
+    }
+
+    /// The id of the user registered with `phone` (`user_not_found`), from
+    /// the in-memory directory when it was looked up before.
+    async fn user_id_by_phone(&self, phone: &PhoneNumber) -> Result<Uuid, Error> {
+        if let Some(id) = self.directory.get(phone) {
+            return Ok(id);
+        }
+        let user = self
+            .store
+            .user_by_phone(phone)
+            .await?
+            .ok_or_else(Error::user_not_found)?;
+        self.directory.put(phone, user.id);
+        Ok(user.id)
     }
 
     /// A page of a chat's messages, newest first; a participant reading it

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod chats;
+mod directory;
 mod error;
 pub mod identity;
 pub mod messages;
@@ -63,6 +64,8 @@ pub struct Service {
     token_ttl: std::time::Duration,
     /// Recently validated tokens (at most a second old).
     tokens: TokenCache,
+    /// Phone numbers of registered users, for sends addressed by number.
+    directory: directory::Directory,
 }
 
 impl Service {
@@ -79,6 +82,7 @@ impl Service {
             push: parts.push,
             token_ttl: parts.token_ttl,
             tokens: TokenCache::default(),
+            directory: directory::Directory::default(),
         }
     }
 
@@ -130,7 +134,7 @@ async fn publish_durable(bus: &DynBus, targets: Vec<(Uuid, i64)>, event: Event) 
         .collect();
     bus.publish(Envelope {
         targets,
-        payload: Arc::new(Payload::Durable { event }),
+        payload: Arc::new(Payload::durable(event)),
     })
     .await;
 }
