@@ -112,7 +112,7 @@ pub async fn run(
     if let Some(presence) = &gateway.presence {
         // Before `ready`: once a client is told it is connected, no node
         // sends it a push (bounded: Redis down delays a connection ≤ 1 s).
-        presence.joined(user.id).await;
+        Box::pin(presence.joined(user.id)).await;
     }
     writer.overflow = subscription.overflow.clone();
     let (id, user_id) = (subscription.id, subscription.user);
@@ -152,7 +152,7 @@ pub async fn run(
     drop(stream);
     gateway.registry.unregister(user_id, id);
     if let Some(presence) = &gateway.presence {
-        presence.left(user_id).await;
+        Box::pin(presence.left(user_id)).await;
     }
     tracing::debug!(user = %user.phone_number, connection = id, "websocket closed");
 }
