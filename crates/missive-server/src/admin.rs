@@ -387,8 +387,14 @@ fn stage(backup: &Path, staged: &Path) -> anyhow::Result<Verified> {
     drop(from);
     let conn = Connection::open(staged)?;
     schema::migrate(&conn)?;
+    // Each user's last number (the row, or the log when it went further;
+    // see `EVENT_CURSOR`) moves past the gap, and everything below is pruned.
     conn.execute(
-        "UPDATE users SET event_seq = event_seq + ?1, events_pruned_seq = event_seq + ?1",
+        "UPDATE users SET
+             event_seq = MAX(event_seq, IFNULL((SELECT MAX(e.seq) FROM events e
+                 WHERE e.user_id = unhex(replace(users.id, '-', ''))), 0)) + ?1,
+             events_pruned_seq = MAX(event_seq, IFNULL((SELECT MAX(e.seq) FROM events e
+                 WHERE e.user_id = unhex(replace(users.id, '-', ''))), 0)) + ?1",
         [RESTORE_EVENT_GAP],
     )?;
     conn.close().map_err(|(_, e)| e)?;
@@ -464,9 +470,16 @@ mod tests {
         crate::store::sqlite::configure_writer(&conn).expect("WAL");
         schema::migrate(&conn).expect("migrates");
         conn.execute_batch(
-            "INSERT INTO users (id, phone_number, created_at, event_seq) VALUES ('u1', '+15550000001', 0, 7);",
+            "INSERT INTO users (id, phone_number, created_at, event_seq) VALUES ('u1', '+15550000001', 0, 7);
+             -- A user whose log went further than the row (the writer does not
+             -- rewrite the row for every batch).
+             INSERT INTO users (id, phone_number, created_at, event_seq)
+                 VALUES ('0190f0a0-0000-7000-8000-000000000002', '+15550000002', 0, 3);
+             INSERT INTO events (user_id, seq, kind, chat_id, message_id, created_at) VALUES
+                 (unhex('0190f0a0000070008000000000000002'), 4, 'message', zeroblob(16), zeroblob(16), 0),
+                 (unhex('0190f0a0000070008000000000000002'), 5, 'message', zeroblob(16), zeroblob(16), 0);",
         )
-        .expect("a user");
+        .expect("two users");
         conn
     }
 
@@ -477,7 +490,7 @@ mod tests {
         let _open = database(&db);
         let copy = dir.path().join("copy.db");
         let report = backup(&db, &copy, false).expect("backs up");
-        assert_eq!(report.users, 1);
+        assert_eq!(report.users, 2);
         assert_eq!(report.schema_version, schema::MIGRATIONS.len() as i64);
         assert!(report.bytes > 0);
         assert!(!sibling(&copy, ".partial").exists());
@@ -501,14 +514,22 @@ mod tests {
         let kept = report.kept.expect("the old file is kept");
         assert!(kept.exists());
         let conn = Connection::open(&db).expect("opens");
-        let (seq, pruned): (i64, i64) = conn
-            .query_row("SELECT event_seq, events_pruned_seq FROM users", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .expect("the user");
+        let numbers = |phone: &str| -> (i64, i64) {
+            conn.query_row(
+                "SELECT event_seq, events_pruned_seq FROM users WHERE phone_number = ?1",
+                [phone],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("the user")
+        };
         assert_eq!(
-            (seq, pruned),
+            numbers("+15550000001"),
             (7 + RESTORE_EVENT_GAP, 7 + RESTORE_EVENT_GAP)
+        );
+        assert_eq!(
+            numbers("+15550000002"),
+            (5 + RESTORE_EVENT_GAP, 5 + RESTORE_EVENT_GAP),
+            "past the log's newest number, not the row's"
         );
     }
 

@@ -8,10 +8,14 @@
 //! - **Only the writer thread touches it,** inside the batch's transaction,
 //!   so event numbers are still handed out in commit order.
 //! - **The rows stay the truth.** Entries are loaded from the database on
-//!   first use; the counters they advance are written back once per batch,
-//!   just before `COMMIT` ([`Cache::flush`]), in the same transaction. A
-//!   batch that fails is rolled back and the whole cache is dropped
-//!   ([`Cache::clear`]), so nothing of a rolled-back batch survives in memory.
+//!   first use. A user's event counter needs no write of its own: it is the
+//!   larger of `users.event_seq` and the newest number in the user's log
+//!   ([`EVENT_CURSOR`]), and the log rows are written by the batch itself
+//!   (pruning raises the row, so a number survives its event). Chat counters
+//!   are written back once per batch, just before `COMMIT` ([`Cache::flush`]),
+//!   in the same transaction. A batch that fails is rolled back and the whole
+//!   cache is dropped ([`Cache::clear`]), so nothing of a rolled-back batch
+//!   survives in memory.
 //! - **Another writer invalidates it.** At the start of every batch the
 //!   writer reads `PRAGMA data_version`, which changes when *another*
 //!   connection committed (a second process or node on the same file); the
@@ -25,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::sql::{IdText, id_text};
+use super::sql::{EVENT_CURSOR, IdText, id_text};
 use crate::store::{StoreError, StoreResult};
 
 /// Entries (users + chats + pairs) kept before the cache starts over.
@@ -50,7 +54,6 @@ pub struct Cache {
     /// `direct_key` → chat id, for pairs known to have a 1:1 chat.
     direct: HashMap<String, Uuid>,
     activity: Option<i64>,
-    dirty_users: HashSet<Uuid>,
     dirty_chats: HashSet<Uuid>,
     data_version: Option<i64>,
 }
@@ -79,19 +82,11 @@ impl Cache {
         Ok(())
     }
 
-    /// Called before `COMMIT`: writes the counters advanced in this batch back
-    /// to their rows, in the batch's transaction.
+    /// Called before `COMMIT`: writes the chat counters advanced in this
+    /// batch back to their rows, in the batch's transaction. (Event counters
+    /// live in the log rows themselves; see the module docs.)
     pub fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
         let mut buf: IdText = [0; 36];
-        if !self.dirty_users.is_empty() {
-            let mut update =
-                conn.prepare_cached("UPDATE users SET event_seq = ?2 WHERE id = ?1")?;
-            for user in self.dirty_users.drain() {
-                if let Some(seq) = self.event_seq.get(&user) {
-                    update.execute(params![id_text(&user, &mut buf), seq])?;
-                }
-            }
-        }
         if !self.dirty_chats.is_empty() {
             let mut update =
                 conn.prepare_cached("UPDATE chats SET last_seq = ?2, activity = ?3 WHERE id = ?1")?;
@@ -105,20 +100,22 @@ impl Cache {
         Ok(())
     }
 
-    /// The next number of `user`'s event log (flushed with the batch).
+    /// The next number of `user`'s event log (its row in the log, written by
+    /// the caller in this batch, is what makes it durable).
     pub fn next_event(&mut self, conn: &Connection, user: Uuid) -> StoreResult<i64> {
         let seq = match self.event_seq.get(&user) {
             Some(seq) => *seq,
             None => conn
-                .prepare_cached("SELECT event_seq FROM users WHERE id = ?1")?
-                .query_row([user.to_string()], |r| r.get::<_, i64>(0))
+                .prepare_cached(EVENT_CURSOR)?
+                .query_row(params![user.to_string(), user.as_bytes()], |r| {
+                    r.get::<_, i64>(0)
+                })
                 .optional()?
                 // Members reference users: a missing one is a broken database,
                 // and an internal error rolls the batch back.
                 .ok_or_else(|| StoreError::Internal(format!("an event for missing user {user}")))?,
         } + 1;
         self.event_seq.insert(user, seq);
-        self.dirty_users.insert(user);
         Ok(seq)
     }
 
@@ -222,6 +219,7 @@ mod tests {
         let conn = Connection::open_in_memory().expect("opens");
         conn.execute_batch(
             "CREATE TABLE users (id TEXT PRIMARY KEY, event_seq INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE events (user_id BLOB, seq INTEGER, PRIMARY KEY (user_id, seq));
              CREATE TABLE chats (id TEXT PRIMARY KEY, direct_key TEXT UNIQUE,
                                  last_seq INTEGER NOT NULL DEFAULT 0, activity INTEGER NOT NULL);
              CREATE TABLE chat_members (chat_id TEXT, user_id TEXT, position INTEGER);",
@@ -231,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn counters_continue_from_the_rows_and_are_written_back_on_flush() {
+    fn event_numbers_continue_from_the_row_or_the_log_whichever_is_further() {
         let conn = database();
         let user = Uuid::now_v7();
         conn.execute(
@@ -241,17 +239,25 @@ mod tests {
         .expect("insert");
         let mut cache = Cache::default();
         cache.begin(&conn).expect("begin");
-        assert_eq!(cache.next_event(&conn, user).expect("next"), 42);
+        assert_eq!(cache.next_event(&conn, user).expect("next"), 42, "the row");
         assert_eq!(cache.next_event(&conn, user).expect("next"), 43);
-        let stored: i64 = conn
-            .query_row("SELECT event_seq FROM users", [], |r| r.get(0))
-            .expect("row");
-        assert_eq!(stored, 41, "not written before the flush");
         cache.flush(&conn).expect("flush");
         let stored: i64 = conn
             .query_row("SELECT event_seq FROM users", [], |r| r.get(0))
             .expect("row");
-        assert_eq!(stored, 43);
+        assert_eq!(stored, 41, "the row is not rewritten for every batch");
+
+        // The log went further than the row (its rows were committed).
+        for seq in [42, 43, 44] {
+            conn.execute(
+                "INSERT INTO events (user_id, seq) VALUES (?1, ?2)",
+                params![user.as_bytes(), seq],
+            )
+            .expect("an event");
+        }
+        let mut fresh = Cache::default();
+        fresh.begin(&conn).expect("begin");
+        assert_eq!(fresh.next_event(&conn, user).expect("next"), 45, "the log");
     }
 
     #[test]
@@ -274,7 +280,8 @@ mod tests {
         let path = dir.path().join("t.db");
         let conn = Connection::open(&path).expect("opens");
         conn.execute_batch(
-            "CREATE TABLE users (id TEXT PRIMARY KEY, event_seq INTEGER NOT NULL DEFAULT 0);",
+            "CREATE TABLE users (id TEXT PRIMARY KEY, event_seq INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE events (user_id BLOB, seq INTEGER, PRIMARY KEY (user_id, seq));",
         )
         .expect("schema");
         let user = Uuid::now_v7();

@@ -767,25 +767,41 @@ pub fn reschedule_push(conn: &Connection, id: i64, at: i64) -> StoreResult<()> {
     Ok(())
 }
 
+/// The last event number handed out to a user (`?1`: the id as text, `?2`:
+/// as the log's 16 bytes): the larger of `users.event_seq` and the newest
+/// number in the log. The writer does not rewrite the user's row for every
+/// batch (on a large database each active user's row would be a page of its
+/// own to write per commit); the row is a floor, raised by pruning and by
+/// `missive restore`, so that a number is never handed out twice even after
+/// its events are gone.
+pub const EVENT_CURSOR: &str = "SELECT MAX(u.event_seq,
+        IFNULL((SELECT MAX(e.seq) FROM events e WHERE e.user_id = ?2), 0))
+    FROM users u WHERE u.id = ?1";
+
 /// The cursor of the newest event of `user`'s log.
 pub fn event_cursor(conn: &Connection, user: Uuid) -> StoreResult<i64> {
-    conn.prepare_cached("SELECT event_seq FROM users WHERE id = ?1")?
-        .query_row([user.to_string()], |r| r.get(0))
+    conn.prepare_cached(EVENT_CURSOR)?
+        .query_row(params![user.to_string(), user.as_bytes()], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::UserNotFound)
 }
 
 /// Where `user`'s log stands: its newest event and how far it was pruned.
 pub fn event_log(conn: &Connection, user: Uuid) -> StoreResult<EventLog> {
-    conn.prepare_cached("SELECT event_seq, events_pruned_seq FROM users WHERE id = ?1")?
-        .query_row([user.to_string()], |r| {
-            Ok(EventLog {
-                cursor: r.get(0)?,
-                pruned_through: r.get(1)?,
-            })
+    conn.prepare_cached(
+        "SELECT MAX(u.event_seq,
+                IFNULL((SELECT MAX(e.seq) FROM events e WHERE e.user_id = ?2), 0)),
+                u.events_pruned_seq
+         FROM users u WHERE u.id = ?1",
+    )?
+    .query_row(params![user.to_string(), user.as_bytes()], |r| {
+        Ok(EventLog {
+            cursor: r.get(0)?,
+            pruned_through: r.get(1)?,
         })
-        .optional()?
-        .ok_or(StoreError::UserNotFound)
+    })
+    .optional()?
+    .ok_or(StoreError::UserNotFound)
 }
 
 /// One step of pruning (see `Store::prune_events`): the users of up to
@@ -807,8 +823,11 @@ pub fn prune_events(conn: &Connection, cutoff_ms: i64, limit: u32) -> StoreResul
         .collect::<Result<Vec<_>, _>>()?;
     let mut deleted = 0;
     let mut delete = conn.prepare_cached("DELETE FROM events WHERE user_id = ?1 AND seq <= ?2")?;
+    // The row keeps the pruned numbers: they are never handed out again.
     let mut mark = conn.prepare_cached(
-        "UPDATE users SET events_pruned_seq = MAX(events_pruned_seq, ?2) WHERE id = ?1",
+        "UPDATE users SET events_pruned_seq = MAX(events_pruned_seq, ?2),
+                          event_seq = MAX(event_seq, ?2)
+         WHERE id = ?1",
     )?;
     for (user, through) in found {
         deleted += delete.execute(params![&user.as_bytes()[..], through])? as u64;

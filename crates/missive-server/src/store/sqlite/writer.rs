@@ -4,7 +4,7 @@
 //!
 //! Jobs refuse domain errors (unknown chat, taken phone number, …) before
 //! they write anything, so such a refusal needs no rollback and the batch goes
-//! on. Any other failure (an SQLite error, a panic) may have left a job half
+//! on. Any other failure (an SQLite error, a damaged file, a panic) may have left a job half
 //! written: the whole batch is rolled back and every job in it fails with
 //! `Unavailable` — nothing of it was acknowledged, and clients retry (sends
 //! idempotently, with their `clientMessageId`).
@@ -52,7 +52,9 @@ where
         let result = catch_unwind(AssertUnwindSafe(|| work(conn, cache)))
             .unwrap_or_else(|_| Err(StoreError::Internal("a write job panicked".into())));
         let abort = match &result {
-            Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_))) => Err(e.to_string()),
+            Err(
+                e @ (StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Corrupt(_)),
+            ) => Err(e.to_string()),
             _ => Ok(()),
         };
         self.result = Some(result);
@@ -294,6 +296,33 @@ mod tests {
         let mut next = vec![d];
         assert_eq!(apply(&conn, &mut Cache::default(), &mut next), Ok(()));
         assert_eq!(rows(&conn), vec![4]);
+    }
+
+    #[test]
+    fn a_job_that_finds_the_file_damaged_rolls_back_its_batch() {
+        let conn = table();
+        let (a, a_answer) = job(insert(1));
+        let (b, b_answer) = job(|conn: &Connection| -> StoreResult<()> {
+            conn.execute("INSERT INTO t (x) VALUES (2)", [])?;
+            Err(StoreError::Corrupt(
+                "database disk image is malformed".into(),
+            ))
+        });
+        let mut batch = vec![a, b];
+        let commit = apply(&conn, &mut Cache::default(), &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        assert!(commit.is_err());
+        assert!(rows(&conn).is_empty(), "nothing of the batch is stored");
+        assert!(matches!(
+            a_answer.blocking_recv(),
+            Ok(Err(StoreError::Unavailable(_)))
+        ));
+        assert!(matches!(
+            b_answer.blocking_recv(),
+            Ok(Err(StoreError::Corrupt(_)))
+        ));
     }
 
     #[test]
