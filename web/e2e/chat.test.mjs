@@ -245,6 +245,8 @@ describe("web client, two people in two browsers", { timeout: 120_000 }, () => {
     assert.ok(await page.evaluate(() => localStorage.getItem("missive.token")), "the token is kept in localStorage");
     const item = chatItem(env.alice, "Great, see you tomorrow");
     await item.waitFor();
+    // After a reload too, the display name is looked up after the entry first renders.
+    await item.and(chatItem(env.alice, BOB.name)).waitFor();
     assert.match(await item.textContent(), /Bob/);
     await item.click();
     await bubble(env.alice, "Great, see you tomorrow").waitFor();
