@@ -434,7 +434,7 @@ mod tests {
 /// The writers' group commits over a phase, from the servers' `/metrics`
 /// (`missive_writer_batch_size` and `missive_writer_commit_seconds`, summed
 /// over the nodes): how many sends share a commit, and how long one takes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriterBatches {
     /// Batches committed.
     pub commits: f64,
@@ -442,6 +442,8 @@ pub struct WriterBatches {
     pub jobs: f64,
     /// Seconds spent applying and committing them.
     pub seconds: f64,
+    /// Cumulative `missive_writer_commit_seconds` buckets: (upper bound, count).
+    pub buckets: Vec<(f64, f64)>,
 }
 
 impl WriterBatches {
@@ -457,17 +459,51 @@ impl WriterBatches {
             total.commits += metric_value(&text, "missive_writer_batch_size_count");
             total.jobs += metric_value(&text, "missive_writer_batch_size_sum");
             total.seconds += metric_value(&text, "missive_writer_commit_seconds_sum");
+            for (bound, count) in buckets(&text, "missive_writer_commit_seconds_bucket") {
+                match total.buckets.iter_mut().find(|(b, _)| *b == bound) {
+                    Some((_, sum)) => *sum += count,
+                    None => total.buckets.push((bound, count)),
+                }
+            }
         }
         total
     }
 
     /// What happened between `self` (earlier) and `later`.
     pub fn until(self, later: WriterBatches) -> WriterBatches {
+        let buckets = later
+            .buckets
+            .iter()
+            .map(|(bound, count)| {
+                let before = self
+                    .buckets
+                    .iter()
+                    .find(|(b, _)| b == bound)
+                    .map_or(0.0, |(_, c)| *c);
+                (*bound, count - before)
+            })
+            .collect();
         WriterBatches {
             commits: later.commits - self.commits,
             jobs: later.jobs - self.jobs,
             seconds: later.seconds - self.seconds,
+            buckets,
         }
+    }
+
+    /// The upper bound of the bucket of the slowest commit (`+Inf` past the
+    /// last bound); `None` without commits.
+    pub fn slowest(&self) -> Option<f64> {
+        let mut sorted = self.buckets.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let all = sorted.last()?.1;
+        if all <= 0.0 {
+            return None;
+        }
+        sorted
+            .iter()
+            .find(|(_, count)| *count >= all)
+            .map(|(bound, _)| *bound)
     }
 
     /// For the JSON record.
@@ -477,14 +513,20 @@ impl WriterBatches {
             "commits": self.commits,
             "jobs_per_commit": (jobs_per_commit * 10.0).round() / 10.0,
             "ms_per_commit": (ms_per_commit * 1000.0).round() / 1000.0,
+            "slowest_commit_at_most_ms": self.slowest().filter(|s| s.is_finite()).map(|s| s * 1000.0),
         })
     }
 
     /// For the table.
     pub fn text(&self) -> String {
         let (jobs_per_commit, ms_per_commit) = self.means();
+        let slowest = match self.slowest() {
+            Some(s) if s.is_finite() => format!(", slowest ≤ {} ms", s * 1000.0),
+            Some(_) => ", slowest over the last bucket".to_owned(),
+            None => String::new(),
+        };
         format!(
-            "{} commits, {jobs_per_commit:.1} jobs each, {ms_per_commit:.3} ms each",
+            "{} commits, {jobs_per_commit:.1} jobs each, {ms_per_commit:.3} ms each{slowest}",
             self.commits
         )
     }
@@ -498,6 +540,23 @@ impl WriterBatches {
             self.seconds * 1000.0 / self.commits,
         )
     }
+}
+
+/// The `le` buckets of the histogram sample `name` (no other labels):
+/// (upper bound, cumulative count), `+Inf` as infinity.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix("{le=\""))
+        .filter_map(|rest| {
+            let (bound, value) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The value of the sample `name` (no labels) in a Prometheus text page; 0 if absent.
@@ -526,7 +585,31 @@ mod writer_batches_tests {
             commits: 4.0,
             jobs: 120.0,
             seconds: 0.01,
+            buckets: Vec::new(),
         });
         assert_eq!(run.text(), "4 commits, 30.0 jobs each, 2.500 ms each");
+    }
+
+    #[test]
+    fn the_slowest_commit_is_the_first_bucket_holding_every_commit_of_the_run() {
+        let page = |fast: u32, slow: u32| {
+            format!(
+                "missive_writer_commit_seconds_bucket{{le=\"0.001\"}} {fast}\n\
+                 missive_writer_commit_seconds_bucket{{le=\"0.05\"}} {}\n\
+                 missive_writer_commit_seconds_bucket{{le=\"+Inf\"}} {}\n",
+                fast + slow,
+                fast + slow
+            )
+        };
+        let scrape = |text: &str| WriterBatches {
+            buckets: buckets(text, "missive_writer_commit_seconds_bucket"),
+            ..WriterBatches::default()
+        };
+        // Before the run: one slow commit (setup). During it: only fast ones.
+        let run = scrape(&page(10, 1)).until(scrape(&page(30, 1)));
+        assert_eq!(run.slowest(), Some(0.001));
+        let run = scrape(&page(10, 1)).until(scrape(&page(30, 3)));
+        assert_eq!(run.slowest(), Some(0.05));
+        assert_eq!(WriterBatches::default().slowest(), None);
     }
 }
