@@ -390,11 +390,11 @@ fn stage(backup: &Path, staged: &Path) -> anyhow::Result<Verified> {
     // Each user's last number (the row, or the log when it went further;
     // see `EVENT_CURSOR`) moves past the gap, and everything below is pruned.
     conn.execute(
-        "UPDATE users SET
-             event_seq = MAX(event_seq, IFNULL((SELECT MAX(e.seq) FROM events e
-                 WHERE e.user_id = unhex(replace(users.id, '-', ''))), 0)) + ?1,
-             events_pruned_seq = MAX(event_seq, IFNULL((SELECT MAX(e.seq) FROM events e
-                 WHERE e.user_id = unhex(replace(users.id, '-', ''))), 0)) + ?1",
+        "UPDATE users SET event_seq = last.n + ?1, events_pruned_seq = last.n + ?1
+         FROM (SELECT u.id, MAX(u.event_seq, IFNULL((SELECT MAX(e.seq) FROM events e
+                   WHERE e.user_id = unhex(replace(u.id, '-', ''))), 0)) AS n
+               FROM users u) AS last
+         WHERE users.id = last.id",
         [RESTORE_EVENT_GAP],
     )?;
     conn.close().map_err(|(_, e)| e)?;

@@ -112,30 +112,26 @@ impl Registry {
             .unwrap_or(false)
     }
 
-    /// The users with an open connection on this node.
-    pub fn users(&self) -> Vec<Uuid> {
+    /// `f` of each shard's users, one shard locked at a time.
+    fn per_shard<'a, T>(
+        &'a self,
+        f: impl Fn(&HashMap<Uuid, Vec<Connection>>) -> T + 'a,
+    ) -> impl Iterator<Item = T> + 'a {
         self.shards
             .iter()
-            .filter_map(|shard| {
-                shard
-                    .lock()
-                    .ok()
-                    .map(|u| u.keys().copied().collect::<Vec<_>>())
-            })
+            .filter_map(move |shard| shard.lock().ok().map(|users| f(&users)))
+    }
+
+    /// The users with an open connection on this node.
+    pub fn users(&self) -> Vec<Uuid> {
+        self.per_shard(|users| users.keys().copied().collect::<Vec<_>>())
             .flatten()
             .collect()
     }
 
     /// Open connections in total.
     pub fn connections(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|shard| {
-                shard
-                    .lock()
-                    .ok()
-                    .map(|u| u.values().map(Vec::len).sum::<usize>())
-            })
+        self.per_shard(|users| users.values().map(Vec::len).sum::<usize>())
             .sum()
     }
 

@@ -2,12 +2,13 @@
 //! migrations") on the suite's store, and databases made by the previous
 //! schema, which must keep working without a manual step.
 
+use missive_client::Client;
 use missive_client::protocol::{MessageStatus, ServerFrame};
 use missive_server::security::tokens::hash_token;
 
-use crate::helpers::{ALICE, TestAppBuilder, output_text, run_missive};
+use crate::helpers::{ALICE, TestApp, TestAppBuilder, output_text, run_missive};
 use crate::test_db::{Backend, TestDb, suite_backend};
-use crate::ws_helpers::{cursor_number, open};
+use crate::ws_helpers::{Socket, cursor_number, open};
 
 #[tokio::test]
 async fn migrate_check_reports_pending_migrations_until_migrate_applies_them() {
@@ -88,6 +89,34 @@ async fn migrate_refuses_a_database_newer_than_this_build_naming_both_versions()
     }
 }
 
+/// Applies `scripts` as an older build did: one transaction each, with its
+/// `user_version`.
+fn apply_old_schema(conn: &rusqlite::Connection, scripts: &[&str]) {
+    for (i, script) in scripts.iter().enumerate() {
+        conn.execute_batch(&format!(
+            "BEGIN; {script}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .expect("the old schema");
+    }
+}
+
+/// A server started on the old database `db` (which it migrates), and the
+/// old user of `token` resuming on it from `since`.
+async fn upgraded_server(db: &TestDb, token: &str, since: &str) -> (TestApp, Client, Socket) {
+    let app = TestAppBuilder::new()
+        .configure(|config| config.database_url = db.url().to_owned())
+        .spawn()
+        .await;
+    let user = app.client.with_token(token);
+    let socket = open(
+        &user,
+        &missive_client::ws::WsQuery::token(token).since(since),
+    )
+    .await;
+    (app, user, socket)
+}
+
 /// The schema scripts of the previous build, exactly as it applied them.
 const SQLITE_V3: [&str; 3] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -113,13 +142,7 @@ async fn a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_cu
         Backend::Sqlite => {
             let path = db.url().trim_start_matches("sqlite://").to_owned();
             let conn = rusqlite::Connection::open(&path).expect("opens");
-            for (i, script) in SQLITE_V3.iter().enumerate() {
-                conn.execute_batch(&format!(
-                    "BEGIN; {script}; PRAGMA user_version = {}; COMMIT;",
-                    i + 1
-                ))
-                .expect("the old schema");
-            }
+            apply_old_schema(&conn, &SQLITE_V3);
             conn.execute_batch(&format!("{OLD_USER}; {add_token};"))
                 .expect("old data");
         }
@@ -159,16 +182,7 @@ async fn a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_cu
     );
 
     // No manual step: the server applies the migration as it starts.
-    let app = TestAppBuilder::new()
-        .configure(|config| config.database_url = db.url().to_owned())
-        .spawn()
-        .await;
-    let alice = app.client.with_token(token);
-    let mut socket = open(
-        &alice,
-        &missive_client::ws::WsQuery::token(token).since("5"),
-    )
-    .await;
+    let (app, alice, mut socket) = upgraded_server(&db, token, "5").await;
     assert_eq!(
         socket.cursor, "5",
         "the old user's log goes on where it was"
@@ -235,13 +249,7 @@ async fn an_event_log_written_before_the_compact_ids_replays_the_same_after_the_
     {
         let path = db.url().trim_start_matches("sqlite://").to_owned();
         let conn = rusqlite::Connection::open(&path).expect("opens");
-        for (i, script) in SQLITE_V6.iter().enumerate() {
-            conn.execute_batch(&format!(
-                "BEGIN; {script}; PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))
-            .expect("the old schema");
-        }
+        apply_old_schema(&conn, &SQLITE_V6);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
@@ -258,16 +266,7 @@ async fn an_event_log_written_before_the_compact_ids_replays_the_same_after_the_
         .expect("old token");
     }
 
-    let app = TestAppBuilder::new()
-        .configure(|config| config.database_url = db.url().to_owned())
-        .spawn()
-        .await;
-    let alice = app.client.with_token(token);
-    let mut socket = open(
-        &alice,
-        &missive_client::ws::WsQuery::token(token).since("0"),
-    )
-    .await;
+    let (_app, alice, mut socket) = upgraded_server(&db, token, "0").await;
     assert_eq!(socket.cursor, "2", "the log keeps its numbers");
     let (message, cursor) = socket.next_message().await;
     assert_eq!(
@@ -320,13 +319,7 @@ async fn migrate_refuses_to_rewrite_the_event_log_under_a_running_server() {
     let _: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .expect("WAL, as a server runs it");
-    for (i, script) in SQLITE_V6.iter().enumerate() {
-        conn.execute_batch(&format!(
-            "BEGIN; {script}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))
-        .expect("the old schema");
-    }
+    apply_old_schema(&conn, &SQLITE_V6);
     // An old server's connection, in the middle of its work.
     conn.execute_batch("BEGIN; SELECT COUNT(*) FROM events;")
         .expect("a read transaction");

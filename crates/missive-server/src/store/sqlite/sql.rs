@@ -767,6 +767,14 @@ pub fn reschedule_push(conn: &Connection, id: i64, at: i64) -> StoreResult<()> {
     Ok(())
 }
 
+/// The SQL expression of [`EVENT_CURSOR`], over a row `u` of `users` and
+/// the user's id as 16 bytes in `?2`.
+macro_rules! last_event_number {
+    () => {
+        "MAX(u.event_seq, IFNULL((SELECT MAX(e.seq) FROM events e WHERE e.user_id = ?2), 0))"
+    };
+}
+
 /// The last event number handed out to a user (`?1`: the id as text, `?2`:
 /// as the log's 16 bytes): the larger of `users.event_seq` and the newest
 /// number in the log. The writer does not rewrite the user's row for every
@@ -774,9 +782,11 @@ pub fn reschedule_push(conn: &Connection, id: i64, at: i64) -> StoreResult<()> {
 /// own to write per commit); the row is a floor, raised by pruning and by
 /// `missive restore`, so that a number is never handed out twice even after
 /// its events are gone.
-pub const EVENT_CURSOR: &str = "SELECT MAX(u.event_seq,
-        IFNULL((SELECT MAX(e.seq) FROM events e WHERE e.user_id = ?2), 0))
-    FROM users u WHERE u.id = ?1";
+pub const EVENT_CURSOR: &str = concat!(
+    "SELECT ",
+    last_event_number!(),
+    " FROM users u WHERE u.id = ?1"
+);
 
 /// The cursor of the newest event of `user`'s log.
 pub fn event_cursor(conn: &Connection, user: Uuid) -> StoreResult<i64> {
@@ -788,12 +798,11 @@ pub fn event_cursor(conn: &Connection, user: Uuid) -> StoreResult<i64> {
 
 /// Where `user`'s log stands: its newest event and how far it was pruned.
 pub fn event_log(conn: &Connection, user: Uuid) -> StoreResult<EventLog> {
-    conn.prepare_cached(
-        "SELECT MAX(u.event_seq,
-                IFNULL((SELECT MAX(e.seq) FROM events e WHERE e.user_id = ?2), 0)),
-                u.events_pruned_seq
-         FROM users u WHERE u.id = ?1",
-    )?
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        last_event_number!(),
+        ", u.events_pruned_seq FROM users u WHERE u.id = ?1"
+    ))?
     .query_row(params![user.to_string(), user.as_bytes()], |r| {
         Ok(EventLog {
             cursor: r.get(0)?,
@@ -923,7 +932,6 @@ pub fn mark_status(
         me.read_seq
     };
     let now = now_ms();
-    let mut events = Vec::new();
     let moved = if read > me.read_seq {
         Some(MessageStatus::Read)
     } else if delivered > me.delivered_seq {
@@ -931,7 +939,7 @@ pub fn mark_status(
     } else {
         None
     };
-    if let Some(moved) = moved {
+    let events = if let Some(moved) = moved {
         conn.prepare_cached(
             "UPDATE chat_members SET delivered_seq = ?3, read_seq = ?4 WHERE chat_id = ?1 AND user_id = ?2",
         )?
@@ -949,8 +957,10 @@ pub fn mark_status(
             .filter(|m| m.user_id != user)
             .map(|m| m.user_id)
             .collect();
-        events = append_events(conn, cache, &others, &event)?;
-    }
+        append_events(conn, cache, &others, &event)?
+    } else {
+        Vec::new()
+    };
     Ok(Receipt {
         event: ReceiptEvent {
             chat_id,
