@@ -39,6 +39,15 @@ const READERS: usize = 4;
 /// size keeps it.
 pub(crate) const PAGE_SIZE: u32 = 2048;
 
+/// Page cache of the writer's connection, in KiB. SQLite ends every commit
+/// with a truncation pass over this cache (`pager_end_transaction` →
+/// `pcache1TruncateUnsafe`), which under load walked its whole hash table,
+/// so it costs more the bigger the cache: 7.7 % of the writer's CPU with
+/// 64 MiB under HTTP load, 1.7 % with 8 MiB (`perf`, `docs/benchmarks.md`).
+/// What the writer misses is read from the operating system's cache of the
+/// file.
+const WRITER_CACHE_KIB: u32 = 16384;
+
 /// Page cache of each read connection, in KiB. Reads that miss it are served
 /// from the operating system's cache of the file; four readers with 16 MiB
 /// each held about 1.4 KiB per connection of duplicated token pages after
@@ -196,14 +205,14 @@ pub(crate) fn configure_writer(conn: &Connection) -> anyhow::Result<()> {
     // journal_mode answers with a row, so it is queried rather than executed.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     tracing::debug!(journal_mode = %mode, "sqlite opened");
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -65536;
+         PRAGMA cache_size = -{WRITER_CACHE_KIB};
          PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 10000;",
-    )?;
+         PRAGMA wal_autocheckpoint = 10000;"
+    ))?;
     // Every statement of the writer's jobs stays prepared (rusqlite keeps 16
     // by default; the writer uses about 30).
     conn.set_prepared_statement_cache_capacity(64);
