@@ -83,6 +83,23 @@ pub fn parse(text: &str) -> Result<Command, FrameError> {
             message: format!("frames are limited to {MAX_FRAME_BYTES} bytes"),
         });
     }
+    // A well-formed typed frame, by far the most common, is read straight
+    // into its type. Everything else (a sandbox frame, or a mistake to
+    // explain) takes the general path through a JSON value, which gives the
+    // same result for any object the straight read accepts; the `{` check
+    // keeps it to objects (a tagged enum would also read an array).
+    if text.trim_start().starts_with('{')
+        && let Ok(frame) = serde_json::from_str::<ClientFrame>(text)
+    {
+        return Ok(frame.into());
+    }
+    parse_value(text)
+}
+
+/// The general path of [`parse`]: the frame as a JSON value first, so that a
+/// sandbox frame can be recognized and a mistake explained with the frame's
+/// `ref`.
+fn parse_value(text: &str) -> Result<Command, FrameError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| FrameError::invalid(None, format!("not JSON: {e}")))?;
     let Value::Object(object) = &value else {
@@ -97,34 +114,40 @@ pub fn parse(text: &str) -> Result<Command, FrameError> {
             )
         });
     }
-    let frame: ClientFrame = serde_json::from_value(value.clone())
-        .map_err(|e| FrameError::invalid(reference.clone(), e.to_string()))?;
-    Ok(match frame {
-        ClientFrame::Send {
-            reference,
-            chat_id,
-            to,
-            content,
-            client_message_id,
-        } => Command::Send {
-            reference,
-            chat_id,
-            to,
-            content,
-            client_message_id,
-        },
-        ClientFrame::Receipt {
-            chat_id,
-            message_id,
-            status,
-        } => Command::Receipt {
-            chat_id,
-            message_id,
-            status,
-        },
-        ClientFrame::Typing { chat_id, is_typing } => Command::Typing { chat_id, is_typing },
-        ClientFrame::Ping => Command::Ping,
-    })
+    serde_json::from_value::<ClientFrame>(value)
+        .map(Command::from)
+        .map_err(|e| FrameError::invalid(reference, e.to_string()))
+}
+
+impl From<ClientFrame> for Command {
+    fn from(frame: ClientFrame) -> Self {
+        match frame {
+            ClientFrame::Send {
+                reference,
+                chat_id,
+                to,
+                content,
+                client_message_id,
+            } => Command::Send {
+                reference,
+                chat_id,
+                to,
+                content,
+                client_message_id,
+            },
+            ClientFrame::Receipt {
+                chat_id,
+                message_id,
+                status,
+            } => Command::Receipt {
+                chat_id,
+                message_id,
+                status,
+            },
+            ClientFrame::Typing { chat_id, is_typing } => Command::Typing { chat_id, is_typing },
+            ClientFrame::Ping => Command::Ping,
+        }
+    }
 }
 
 /// `{"From","To","Content"}` with keys in any case; all three strings.
@@ -214,7 +237,44 @@ mod tests {
             if let Some(kind) = kind {
                 object.insert("type".into(), serde_json::Value::String(kind));
             }
-            let _ = parse(&serde_json::Value::Object(object).to_string());
+            let text = serde_json::Value::Object(object).to_string();
+            // The straight read may only ever shortcut the general path.
+            proptest::prop_assert_eq!(parse(&text), parse_value(&text));
+        }
+    }
+
+    #[test]
+    fn the_straight_read_of_a_typed_frame_gives_what_the_general_path_gives() {
+        let (chat, message) = (Uuid::now_v7(), Uuid::now_v7());
+        let frames = [
+            format!(
+                r#"{{"type":"send","ref":"r1","chatId":"{chat}","content":"hi","clientMessageId":"k1"}}"#
+            ),
+            r#"{"content":"hi","to":"+15550001","type":"send"}"#.to_owned(),
+            r#"  {"type":"send","to":"+15550001","content":"a","content":"b"}"#.to_owned(),
+            format!(
+                r#"{{"type":"receipt","chatId":"{chat}","messageId":"{message}","status":"read","extra":1}}"#
+            ),
+            format!(r#"{{"isTyping":false,"chatId":"{chat}","type":"typing"}}"#),
+            r#"{"type":"ping"}"#.to_owned(),
+            r#"{"type":"ping","type":"launch"}"#.to_owned(),
+            r#"{"From":"+15550001","To":"+15550002","Content":"x"}"#.to_owned(),
+        ];
+        for text in &frames {
+            assert_eq!(parse(text), parse_value(text), "{text}");
+        }
+        // Duplicate keys: the last one counts, as it always did.
+        assert!(matches!(
+            parse(&frames[2]),
+            Ok(Command::Send { content, .. }) if content == "b"
+        ));
+    }
+
+    #[test]
+    fn a_typed_frame_written_as_an_array_is_refused() {
+        for text in [r#"["ping"]"#, r#" ["typing","x",true]"#] {
+            let error = parse(text).expect_err(text);
+            assert_eq!(error.message, "a frame is a JSON object", "{text}");
         }
     }
 
