@@ -39,11 +39,12 @@ fuzz: ## Fuzz the parsers and validators, FUZZ_SECONDS (30) per target (installs
 BENCH_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
 BENCH = $(BENCH_DIR)/missive-bench --server-bin $(BENCH_DIR)/missive
 
-bench: ## Load-test a release build: idle sockets, WebSocket (full speed, 1,000 msg/s smooth and in phase), HTTP (reqwest and wrk; see docs/benchmarks.md)
+bench: ## Load-test a release build: idle sockets, WebSocket (full speed with windows 8 and 16, 1,000 msg/s smooth and in phase), HTTP (reqwest and wrk; see docs/benchmarks.md)
 	$(CARGO) build --release -p missive-server -p missive-bench
 	scripts/bench/ensure-wrk.sh
 	$(BENCH) idle --connections 5000
 	$(BENCH) ws --pairs 50 --messages-per-sender 1000 --window 8
+	$(BENCH) --max-seconds 120 ws --pairs 50 --messages-per-sender 20000 --window 16
 	$(BENCH) ws --pairs 50 --messages-per-sender 200 --rate 1000
 	$(BENCH) ws --pairs 50 --messages-per-sender 200 --rate 1000 --phase aligned
 	$(BENCH) http --pairs 64 --requests 50000 --concurrency 64
