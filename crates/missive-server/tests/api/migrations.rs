@@ -117,6 +117,26 @@ async fn upgraded_server(db: &TestDb, token: &str, since: &str) -> (TestApp, Cli
     (app, user, socket)
 }
 
+/// Sends "after the upgrade" as `user` to `target` and checks that it
+/// arrives on `socket` at event number `cursor`.
+async fn assert_a_send_arrives_at(
+    user: &Client,
+    socket: &mut Socket,
+    target: missive_client::protocol::SendMessageRequest,
+    cursor: u64,
+) {
+    let sent = user
+        .send_message(&missive_client::protocol::SendMessageRequest {
+            content: "after the upgrade".into(),
+            ..target
+        })
+        .await
+        .expect("sent");
+    let (message, at) = socket.next_message().await;
+    assert_eq!(message.id, sent.body.id);
+    assert_eq!(cursor_number(&at), cursor);
+}
+
 /// The schema scripts of the previous build, exactly as it applied them.
 const SQLITE_V3: [&str; 3] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -189,17 +209,11 @@ async fn a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_cu
     );
     socket.assert_silent().await;
     let (bob, _) = app.register("+0987654321").await;
-    let sent = alice
-        .send_message(&missive_client::protocol::SendMessageRequest {
-            receiver: Some(bob.phone_number.clone()),
-            content: "after the upgrade".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("sent");
-    let (message, cursor) = socket.next_message().await;
-    assert_eq!(message.id, sent.body.id);
-    assert_eq!(cursor_number(&cursor), 6);
+    let sent = missive_client::protocol::SendMessageRequest {
+        receiver: Some(bob.phone_number.clone()),
+        ..Default::default()
+    };
+    assert_a_send_arrives_at(&alice, &mut socket, sent, 6).await;
     let check = run_missive(&["migrate", "--check"], db.url()).await;
     assert!(check.status.success(), "{}", output_text(&check));
 }
@@ -295,17 +309,11 @@ async fn an_event_log_written_before_the_compact_ids_replays_the_same_after_the_
     }
 
     // New events go on from the converted log, in the new form.
-    let sent = alice
-        .send_message(&missive_client::protocol::SendMessageRequest {
-            chat_id: message.chat_id.into(),
-            content: "after the upgrade".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("sent");
-    let (message, cursor) = socket.next_message().await;
-    assert_eq!(message.id, sent.body.id);
-    assert_eq!(cursor_number(&cursor), 3);
+    let sent = missive_client::protocol::SendMessageRequest {
+        chat_id: message.chat_id.into(),
+        ..Default::default()
+    };
+    assert_a_send_arrives_at(&alice, &mut socket, sent, 3).await;
 }
 
 #[tokio::test]
