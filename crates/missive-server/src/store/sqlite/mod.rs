@@ -8,6 +8,7 @@ mod checkpoint;
 mod health;
 pub mod schema;
 mod sql;
+mod wal_vfs;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -180,7 +181,9 @@ pub(crate) fn open_file(path: &Path) -> anyhow::Result<Connection> {
             )
         })?;
     }
-    Connection::open(path)
+    // Through the layer that writes a commit's WAL frames in one call
+    // (`wal_vfs`); `configure_writer` sets the `synchronous=FULL` it needs.
+    Connection::open_with_flags_and_vfs(path, OpenFlags::default(), wal_vfs::name()?)
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))
 }
 
