@@ -4,8 +4,8 @@
 //! SQLite writes each WAL frame with two `pwrite` calls, the frame's 24-byte
 //! header and then the page, so a commit of 150 frames makes 300 system calls
 //! before its `fsync`. On this project's ext4 VMs, those calls plus the
-//! `fsync` after them took 2.5–2.8 times as long as one write of the same
-//! bytes plus the `fsync` (`docs/benchmarks.md`).
+//! `fsync` after them took two to three times as long as one write of the
+//! same bytes plus the `fsync` (`docs/benchmarks.md`).
 //!
 //! The layer ("missive-wal") changes nothing but that:
 //! - every file other than a WAL is the default VFS's own file, untouched;
@@ -18,9 +18,10 @@
 //! **Why it is safe.** Other connections find WAL frames through the
 //! wal-index, and SQLite publishes a commit there only after it has synced
 //! the WAL — when the connection runs with `synchronous=FULL` (the writer's
-//! setting, `configure_writer`) and the file has powersafe overwrite, so no
-//! padding frame is written after the sync. A WAL without powersafe overwrite
-//! is therefore not buffered at all. The sync writes the buffer first, so
+//! setting, `configure_writer`) and the file has powersafe overwrite
+//! (SQLite's default), so no padding frame is written after the sync. A WAL
+//! that does not report powersafe overwrite when it opens is therefore not
+//! buffered at all. The sync writes the buffer first, so
 //! what was synced is what SQLite wrote, byte for byte, in the same order. A
 //! crash before the sync loses frames of a transaction that never committed,
 //! which WAL recovery ignores exactly as it ignores a torn write.
@@ -38,9 +39,9 @@ use rusqlite::ffi;
 /// The name the layer is registered under.
 pub(crate) const NAME: &CStr = c"missive-wal";
 
-/// Most bytes kept before they are written out, whatever comes next. A
-/// commit of 512 sends writes about 4 MiB of frames, so a full-speed commit
-/// makes a few dozen calls instead of thousands.
+/// Most bytes kept before they are written out, whatever comes next. The
+/// largest commits write a few MiB of frames, so even they make a few dozen
+/// calls instead of thousands.
 const BUFFER_LIMIT: usize = 1 << 20;
 
 /// Most bytes handed to the default VFS in one write: its `unixWrite` takes
@@ -201,7 +202,8 @@ unsafe fn inner<'a>(
     }
 }
 
-/// Hands the buffered bytes to the default VFS in one write.
+/// Hands the buffered bytes to the default VFS, in pieces of at most
+/// [`WRITE_LIMIT`].
 unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: `pending` is null or the `Pending` that `open` boxed, used only
     // by the connection that owns the file.
