@@ -14,7 +14,7 @@ fi
 
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-DATABASE_URL="sqlite://$work/bruno.db" BIND=127.0.0.1 PORT="$port" AUTH_RATE_LIMIT=0 LOG_LEVEL=WARN \
+DATABASE_URL="sqlite://$work/bruno.db" BIND=127.0.0.1 PORT="$port" AUTH_RATE_LIMIT=0 LOOKUP_RATE_LIMIT=0 LOG_LEVEL=WARN \
   "$bin" >"$work/server.log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }

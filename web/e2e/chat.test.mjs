@@ -122,6 +122,7 @@ describe("web client, two people in two browsers", { timeout: 120_000 }, () => {
         BIND: "127.0.0.1",
         DATABASE_URL: `sqlite://${env.tmp}/e2e.db`, // tmp is absolute: sqlite:///tmp/...
         AUTH_RATE_LIMIT: "0",
+        LOOKUP_RATE_LIMIT: "0",
         SEND_RATE_LIMIT: "0",
         LOG_LEVEL: "INFO",
       },

@@ -86,6 +86,7 @@ export async function startServer(extraEnv = {}) {
           DATABASE_URL: `sqlite://${tmp}/sdk.db`, // tmp is absolute: sqlite:///tmp/...
           AUTH_MODE: "required",
           AUTH_RATE_LIMIT: "0",
+          LOOKUP_RATE_LIMIT: "0",
           SEND_RATE_LIMIT: "0",
           OTP_WEBHOOK_URL: gateway.url,
           LOG_LEVEL: "WARN",

@@ -85,6 +85,7 @@ impl Server {
             .env("DATABASE_URL", database_url)
             .env("SEND_RATE_LIMIT", "0")
             .env("AUTH_RATE_LIMIT", "0")
+            .env("LOOKUP_RATE_LIMIT", "0")
             .env("LOG_LEVEL", "WARN")
             .env("AUTH_MODE", "open");
         match &options.redis {

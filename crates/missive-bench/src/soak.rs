@@ -122,6 +122,7 @@ impl Node {
             .env("DATABASE_URL", &self.database_url)
             .env("SEND_RATE_LIMIT", "0")
             .env("AUTH_RATE_LIMIT", "0")
+            .env("LOOKUP_RATE_LIMIT", "0")
             .env("LOG_LEVEL", "WARN")
             .env("AUTH_MODE", "open")
             .stdin(Stdio::null())

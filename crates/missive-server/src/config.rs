@@ -215,9 +215,14 @@ pub struct Config {
     /// Messages per second per user, bursts up to 10x; 0 disables.
     #[arg(long, env = "SEND_RATE_LIMIT", default_value_t = 50)]
     pub send_rate_limit: u32,
-    /// Requests per minute per client address on register and login; 0 disables.
+    /// Requests per minute per client address on register and login (at
+    /// most this many in any 60 s); 0 disables.
     #[arg(long, env = "AUTH_RATE_LIMIT", default_value_t = 20)]
     pub auth_rate_limit: u32,
+    /// Phone-number lookups (`GET /users`) per minute per user, and 4x that
+    /// per client address; 0 disables.
+    #[arg(long, env = "LOOKUP_RATE_LIMIT", default_value_t = 30)]
+    pub lookup_rate_limit: u32,
     /// Concurrent TCP connections (HTTP and WebSocket); past it, new ones wait in the backlog.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 16_384)]
     pub max_connections: usize,
@@ -314,6 +319,7 @@ impl Default for Config {
             otp_webhook_url: None,
             send_rate_limit: 50,
             auth_rate_limit: 20,
+            lookup_rate_limit: 30,
             max_connections: 16_384,
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
@@ -347,6 +353,7 @@ impl std::fmt::Debug for Config {
             )
             .field("send_rate_limit", &self.send_rate_limit)
             .field("auth_rate_limit", &self.auth_rate_limit)
+            .field("lookup_rate_limit", &self.lookup_rate_limit)
             .field("max_connections", &self.max_connections)
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_idle_timeout", &self.http_idle_timeout)

@@ -305,15 +305,18 @@ pub enum RateLimitKind {
     LoginCode,
     /// A login code guess over the number's budget (or a burned code).
     LoginGuess,
+    /// A phone-number lookup over the user's or the address's budget.
+    Lookup,
 }
 
 impl RateLimitKind {
     /// Every kind, in the order of [`RateLimitMetrics::rejected`].
-    pub const ALL: [RateLimitKind; 4] = [
+    pub const ALL: [RateLimitKind; 5] = [
         RateLimitKind::Send,
         RateLimitKind::Auth,
         RateLimitKind::LoginCode,
         RateLimitKind::LoginGuess,
+        RateLimitKind::Lookup,
     ];
 
     /// The label value.
@@ -323,6 +326,7 @@ impl RateLimitKind {
             RateLimitKind::Auth => "auth",
             RateLimitKind::LoginCode => "login_code",
             RateLimitKind::LoginGuess => "login_guess",
+            RateLimitKind::Lookup => "lookup",
         }
     }
 }
@@ -331,7 +335,7 @@ impl RateLimitKind {
 #[derive(Debug, Clone)]
 pub struct RateLimitMetrics {
     /// Rejections by kind, in the order of [`RateLimitKind::ALL`].
-    pub rejected: [Counter; 4],
+    pub rejected: [Counter; RateLimitKind::ALL.len()],
 }
 
 impl RateLimitMetrics {

@@ -88,8 +88,12 @@ impl Application {
             )?),
             None => Arc::new(LocalBus::new(registry.clone())),
         };
-        let mut limits = RateLimits::new(config.send_rate_limit, config.auth_rate_limit)
-            .with_clock(clock.clone());
+        let mut limits = RateLimits::new(
+            config.send_rate_limit,
+            config.auth_rate_limit,
+            config.lookup_rate_limit,
+        )
+        .with_clock(clock.clone());
         if let Some(url) = &config.redis_url {
             // Counted across nodes too, so that N nodes do not multiply the budgets.
             limits = limits.with_cluster(url, &config.redis_prefix)?;

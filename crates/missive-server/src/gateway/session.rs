@@ -23,7 +23,7 @@ use crate::bus::Payload;
 use crate::bus::{Outbound, Subscription};
 use crate::domain::now_ms;
 use crate::metrics::{Metrics, WsClose};
-use crate::security::tokens::{socket_touch_every, ttl_ms};
+use crate::security::tokens::{TokenWatch, socket_touch_every, ttl_ms};
 use crate::service::{Draft, Error, Recipient, Service};
 use crate::state::AppState;
 use crate::store::Event;
@@ -60,7 +60,11 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Serves one connection of `user` until either side ends it.
 /// `token_hash` is the hash of the token the connection was opened with, if any:
-/// revoking that token closes the connection (1008).
+/// revoking that token closes the connection (1008). The token is checked
+/// against the store once more after the connection is registered (a
+/// revocation committed before that is seen here, one committed after
+/// reaches the registered connection), so a socket opened with a token
+/// whose revocation is under way never gets `ready`.
 pub async fn run(
     socket: WebSocket,
     state: AppState,
@@ -80,7 +84,7 @@ pub async fn run(
         user: user.id,
         last: 0,
         resync: false,
-        token_hash,
+        token: None,
         touched_at: now_ms(),
         touch_every_ms: ttl_ms(socket_touch_every(state.service.token_ttl())),
         overflow: Arc::default(),
@@ -109,6 +113,27 @@ pub async fn run(
         _ => current,
     };
     let subscription = gateway.registry.register(user.id);
+    if let Some(hash) = token_hash {
+        let refused = match state.service.check_token(&hash, true).await {
+            Ok(Some(checked)) => {
+                writer.token = Some(TokenWatch::new(hash, &checked));
+                None
+            }
+            Ok(None) => Some((POLICY_VIOLATION, "token revoked")),
+            Err(e) => {
+                tracing::error!(error = %e, "websocket: cannot check the token");
+                Some((INTERNAL_ERROR, "database unavailable"))
+            }
+        };
+        if let Some((code, reason)) = refused {
+            gateway
+                .registry
+                .unregister(subscription.user, subscription.id);
+            Box::pin(writer.close(code, reason)).await;
+            metrics.ws.close(WsClose::Code(code));
+            return;
+        }
+    }
     if let Some(presence) = &gateway.presence {
         // Before `ready`: once a client is told it is connected, no node
         // sends it a push (bounded: Redis down delays a connection ≤ 1 s).
@@ -125,6 +150,7 @@ pub async fn run(
         user: user.clone(),
         cursor: current.to_string(),
     };
+    let token = writer.token.clone();
     let writer_task = tokio::spawn(writer.run(
         ready,
         subscription,
@@ -134,7 +160,16 @@ pub async fn run(
         last_seen.clone(),
     ));
     let mut stream = stream;
-    let ending = read_loop(&mut stream, &state, &user, replies_tx, &local, &last_seen).await;
+    let ending = read_loop(
+        &mut stream,
+        &state,
+        &user,
+        token.as_deref(),
+        replies_tx,
+        &local,
+        &last_seen,
+    )
+    .await;
     if ending == Ending::TooBig {
         too_big.store(true, Ordering::SeqCst);
     }
@@ -190,8 +225,8 @@ struct Writer {
     /// `since` cannot be replayed (pruned, or never handed out): `resync`
     /// follows `ready`.
     resync: bool,
-    /// Hash of the token that opened the connection.
-    token_hash: Option<String>,
+    /// The token that opened the connection, and how recently it was checked.
+    token: Option<Arc<TokenWatch>>,
     /// When this connection last recorded a use of its token (ms).
     touched_at: i64,
     /// How often an open connection records a use of its token (ms): an
@@ -274,6 +309,10 @@ impl Writer {
                     Box::pin(self.goodbye(subscription, replies)).await?;
                     return Ok(());
                 }
+                Wake::PeerGone if self.token.as_ref().is_some_and(|t| t.revoked()) => {
+                    Box::pin(self.close(POLICY_VIOLATION, "token revoked")).await;
+                    return Ok(());
+                }
                 Wake::PeerGone if self.too_big.load(Ordering::SeqCst) => {
                     Box::pin(self.close(MESSAGE_TOO_BIG, super::TOO_BIG_REASON)).await;
                     return Ok(());
@@ -317,6 +356,7 @@ impl Writer {
         first: Outbound,
         subscription: &mut Subscription,
     ) -> anyhow::Result<()> {
+        self.ensure_token().await?;
         self.deliver(first).await?;
         for _ in 0..BURST {
             let Ok(item) = subscription.queue.try_recv() else {
@@ -325,6 +365,21 @@ impl Writer {
             self.deliver(item).await?;
         }
         self.flush().await
+    }
+
+    /// Before delivering: re-checks the connection's token once its last
+    /// check is older than the token cache's TTL, and closes the
+    /// connection (1008) when it was revoked or has expired, even if the
+    /// bus lost the revocation. A store failure keeps the connection (the
+    /// next delivery checks again).
+    async fn ensure_token(&mut self) -> anyhow::Result<()> {
+        if let Some(token) = self.token.clone()
+            && !still_valid(&self.service, &token).await
+        {
+            self.close(POLICY_VIOLATION, "token revoked").await;
+            anyhow::bail!("the connection's token was revoked");
+        }
+        Ok(())
     }
 
     /// Sends a burst of replies with one flush.
@@ -354,10 +409,10 @@ impl Writer {
         )
         .await?;
         let now = now_ms();
-        if let Some(hash) = &self.token_hash
+        if let Some(token) = &self.token
             && now - self.touched_at >= self.touch_every_ms
         {
-            self.service.keep_token_alive(hash);
+            self.service.keep_token_alive(&token.hash);
             self.touched_at = now;
         }
         Ok(true)
@@ -382,7 +437,7 @@ impl Writer {
     /// Sends a queued item in cursor order: skips what was sent, fills gaps from the store.
     async fn deliver(&mut self, item: Outbound) -> anyhow::Result<()> {
         if let Payload::TokenRevoked { token_hash } = item.payload.as_ref() {
-            if self.token_hash.as_ref() == Some(token_hash) {
+            if self.token.as_ref().is_some_and(|t| &t.hash == token_hash) {
                 self.close(POLICY_VIOLATION, "token revoked").await;
                 anyhow::bail!("the connection's token was revoked");
             }
@@ -414,12 +469,11 @@ impl Writer {
     /// The bus may have lost events, revocations included: re-check the
     /// token, then send what the store has after `last`.
     async fn resync(&mut self) -> anyhow::Result<()> {
-        if let Some(hash) = &self.token_hash
-            && !self.service.token_is_live(hash).await?
-        {
-            self.close(POLICY_VIOLATION, "token revoked").await;
-            anyhow::bail!("the connection's token was revoked");
+        if let Some(token) = &self.token {
+            let checked = self.service.check_token(&token.hash, true).await?;
+            token.checked(checked.as_ref());
         }
+        self.ensure_token().await?;
         self.catch_up().await
     }
 
@@ -640,6 +694,7 @@ async fn read_loop(
     stream: &mut SplitStream<WebSocket>,
     state: &AppState,
     user: &User,
+    token: Option<&TokenWatch>,
     replies: flume::Sender<Box<ServerFrame>>,
     local: &CancellationToken,
     last_seen: &AtomicI64,
@@ -671,6 +726,13 @@ async fn read_loop(
         if matches!(message, Message::Text(_) | Message::Binary(_)) {
             state.metrics.ws.frames_in.inc();
         }
+        if matches!(message, Message::Text(_))
+            && let Some(token) = token
+            && !Box::pin(still_valid(&state.service, token)).await
+        {
+            // The writer closes the connection with 1008.
+            return Ending::Done;
+        }
         let reply = match message {
             // Boxed: starting a command is a large future that an idle connection should not carry.
             Message::Text(text) => Box::pin(start(state, user, text.as_str())).await,
@@ -684,6 +746,22 @@ async fn read_loop(
         };
         pending.push_back(reply);
     }
+}
+
+/// Whether the connection's token may still act: its last check is recent
+/// enough, or a new one (through the token cache) finds it valid. A store
+/// failure lets the frame through (it meets the same store next).
+async fn still_valid(service: &Service, token: &TokenWatch) -> bool {
+    if token.trusted() {
+        return true;
+    }
+    if !token.revoked() {
+        match service.check_token(&token.hash, false).await {
+            Ok(checked) => token.checked(checked.as_ref()),
+            Err(e) => tracing::debug!(error = %e, "websocket: cannot re-check the token"),
+        }
+    }
+    !token.revoked()
 }
 
 /// Hands a reply to the writer; `false` when the writer is gone.

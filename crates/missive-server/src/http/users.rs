@@ -66,7 +66,10 @@ pub(crate) struct LookupParams {
 
 /// Look up a user by phone number
 ///
-/// Contact lookup. Needs a bearer token in every `AUTH_MODE`.
+/// Contact lookup. Needs a bearer token in every `AUTH_MODE`. Limited to
+/// `LOOKUP_RATE_LIMIT` lookups per minute per user (default 30) and four
+/// times that per client address: contact discovery must not become a way
+/// to enumerate who uses the service.
 #[utoipa::path(
     get,
     path = "/users",
@@ -78,6 +81,8 @@ pub(crate) struct LookupParams {
         (status = 400, description = "`invalid_phone_number`, or a missing `phoneNumber` (`invalid_parameter`).", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid bearer token (missing, unknown, revoked or expired).", body = ErrorBody),
         (status = 404, description = "`user_not_found`: no user has this phone number.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over `LOOKUP_RATE_LIMIT` lookups per minute of this user, or four times that from this address.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
     ),
     security(("bearerAuth" = []))
 )]

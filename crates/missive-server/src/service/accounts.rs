@@ -47,7 +47,7 @@ impl Service {
         phone_number: &str,
         display_name: Option<String>,
     ) -> Result<(User, String), Error> {
-        self.check_auth_rate(caller)?;
+        self.check_auth_rate(caller).await?;
         let phone_number = parse_phone(phone_number)?;
         let display_name = parse_display_name(display_name)?;
         let token = new_token().map_err(no_randomness)?;
@@ -63,12 +63,22 @@ impl Service {
         Ok((user, token))
     }
 
-    /// Finds a contact by phone number (needs a token).
+    /// Finds a contact by phone number (needs a token); `rate_limited` past
+    /// `LOOKUP_RATE_LIMIT` lookups a minute of the user (or 4× that of the
+    /// client address).
     pub async fn lookup(&self, caller: &Caller, phone_number: Option<&str>) -> Result<User, Error> {
-        self.require_token(caller).await?;
+        let me = self.require_token(caller).await?;
         let raw =
             phone_number.ok_or_else(|| Error::invalid_parameter("phoneNumber is required"))?;
         let phone = parse_phone(raw)?;
+        // Contact discovery is an enumeration risk: a budget per user and per address.
+        self.limits
+            .check_lookup(me.id, caller.address())
+            .await
+            .map_err(|wait| {
+                self.metrics.rate_limits.reject(RateLimitKind::Lookup);
+                Error::rate_limited(wait)
+            })?;
         self.store
             .user_by_phone(&phone)
             .await?
@@ -77,7 +87,7 @@ impl Service {
 
     /// Sends a fresh 6-digit code to a registered number.
     pub async fn request_code(&self, caller: &Caller, phone_number: &str) -> Result<(), Error> {
-        self.check_auth_rate(caller)?;
+        self.check_auth_rate(caller).await?;
         let phone = parse_phone(phone_number)?;
         let user = self
             .store
@@ -125,7 +135,7 @@ impl Service {
         phone_number: &str,
         code: &str,
     ) -> Result<Session, Error> {
-        self.check_auth_rate(caller)?;
+        self.check_auth_rate(caller).await?;
         let phone = parse_phone(phone_number)?;
         let code = code.trim();
         if !is_well_formed(code) {
@@ -177,12 +187,12 @@ impl Service {
 
     /// Revokes the caller's token; its connections on every node close.
     pub async fn logout(&self, caller: &Caller) -> Result<(), Error> {
-        self.check_auth_rate(caller)?;
+        self.check_auth_rate(caller).await?;
         let me = self.require_token(caller).await?;
         if let Some(token) = caller.token() {
             let hash = hash_token(token);
             self.store.revoke_token(&hash).await?;
-            self.revoked(me.id, hash).await;
+            self.revoked(me.id, hash, std::time::Instant::now()).await;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@
 //! [`crate::security::tokens::touch_granularity`]).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use missive_protocol::User;
 
@@ -21,7 +22,7 @@ use super::{Error, ErrorCode, Service};
 use crate::config::AuthMode;
 use crate::domain::PhoneNumber;
 use crate::metrics::RateLimitKind;
-use crate::security::tokens::{hash_token, is_expired, touch_granularity, ttl_ms};
+use crate::security::tokens::{Checked, hash_token, is_expired, touch_granularity, ttl_ms};
 use crate::store::TokenSession;
 
 /// Longest `User-Agent` kept with a session, in characters.
@@ -166,19 +167,10 @@ impl Service {
             return Ok(None);
         };
         let hash = hash_token(token);
-        let session = match self.tokens.get(&hash) {
-            Some(session) => session,
-            None => match self.store.session_by_token(&hash).await? {
-                Some(session) => {
-                    self.tokens.put(hash.clone(), session.clone());
-                    session
-                }
-                None => {
-                    return Err(Error::unauthorized(
-                        "the token is invalid, expired or revoked",
-                    ));
-                }
-            },
+        let Some(session) = self.lookup_token(&hash, false).await?.map(|c| c.session) else {
+            return Err(Error::unauthorized(
+                "the token is invalid, expired or revoked",
+            ));
         };
         let now = self.clock.now_ms();
         if is_expired(session.last_used_at, now, self.token_ttl) {
@@ -256,16 +248,36 @@ impl Service {
         Ok(user)
     }
 
-    /// Whether the token with this hash still works: not revoked, not expired
-    /// (read from the store, not the cache: a connection re-checks it after
-    /// the bus may have lost a revocation).
-    pub async fn token_is_live(&self, token_hash: &str) -> Result<bool, Error> {
+    /// The token with this hash from the cache, or (when not cached, or
+    /// `fresh`) from the store; `None` when it is unknown or revoked.
+    async fn lookup_token(&self, hash: &str, fresh: bool) -> Result<Option<Checked>, Error> {
+        if !fresh && let Some(checked) = self.tokens.get(hash) {
+            return Ok(Some(checked));
+        }
+        let read_at = Instant::now();
+        match self.store.session_by_token(hash).await? {
+            Some(session) => Ok(self.tokens.put(hash.to_owned(), session, read_at)),
+            None => {
+                self.tokens.remove(hash);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks that the token with this hash still works (not revoked, not
+    /// expired): from the cache, or from the store when `fresh` (a new
+    /// connection, or one that may have missed a revocation). `None`: it
+    /// does not.
+    pub async fn check_token(
+        &self,
+        token_hash: &str,
+        fresh: bool,
+    ) -> Result<Option<Checked>, Error> {
         let now = self.clock.now_ms();
         Ok(self
-            .store
-            .session_by_token(token_hash)
+            .lookup_token(token_hash, fresh)
             .await?
-            .is_some_and(|s| !is_expired(s.last_used_at, now, self.token_ttl)))
+            .filter(|c| !is_expired(c.session.last_used_at, now, self.token_ttl)))
     }
 
     /// Records that an open WebSocket still uses the token with this hash
@@ -280,11 +292,14 @@ impl Service {
     }
 
     /// `rate_limited` when the caller's address is over the register/login limit.
-    pub fn check_auth_rate(&self, caller: &Caller) -> Result<(), Error> {
-        self.limits.check_auth(caller.address()).map_err(|wait| {
-            self.metrics.rate_limits.reject(RateLimitKind::Auth);
-            Error::rate_limited(wait)
-        })
+    pub async fn check_auth_rate(&self, caller: &Caller) -> Result<(), Error> {
+        self.limits
+            .check_auth(caller.address())
+            .await
+            .map_err(|wait| {
+                self.metrics.rate_limits.reject(RateLimitKind::Auth);
+                Error::rate_limited(wait)
+            })
     }
 
     async fn resolve_claim(&self, claim: Claim<'_>) -> Result<User, Error> {

@@ -4,13 +4,15 @@
 //! through the bus (`TokenRevoked`), as a logout does.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use missive_protocol::SessionInfo;
 use uuid::Uuid;
 
 use super::{Caller, Error, ErrorCode, Service};
-use crate::bus::{Envelope, Payload};
+use crate::bus::{BusHealth, Envelope, Payload};
 use crate::domain::format_ms;
+use crate::security::tokens::TOKEN_CACHE_TTL;
 
 fn session_not_found() -> Error {
     Error::new(
@@ -23,7 +25,7 @@ impl Service {
     /// The caller's live sessions, most recently used first; `current` marks
     /// the one of the token making the call. Needs a token.
     pub async fn list_sessions(&self, caller: &Caller) -> Result<Vec<SessionInfo>, Error> {
-        self.check_auth_rate(caller)?;
+        self.check_auth_rate(caller).await?;
         let me = self
             .token_session(caller)
             .await?
@@ -49,20 +51,25 @@ impl Service {
     /// caller's (another user's session included: its existence is not
     /// revealed). Needs a token.
     pub async fn revoke_session(&self, caller: &Caller, id: Uuid) -> Result<(), Error> {
-        self.check_auth_rate(caller)?;
+        self.check_auth_rate(caller).await?;
         let me = self.require_token(caller).await?;
         let hash = self
             .store
             .revoke_session(me.id, id, self.live_since())
             .await?
             .ok_or_else(session_not_found)?;
-        self.revoked(me.id, hash).await;
+        self.revoked(me.id, hash, Instant::now()).await;
         Ok(())
     }
 
-    /// After a token of `user` was revoked in the store: forgets it here at
-    /// once and tells every node, whose connections opened with it close.
-    pub(super) async fn revoked(&self, user: Uuid, token_hash: String) {
+    /// After a token of `user` was revoked in the store (the commit ended
+    /// at `committed`): forgets it here at once and tells every node, whose
+    /// connections opened with it close. In a cluster, returns only once
+    /// every other node's cached lookup of the token has expired
+    /// ([`TOKEN_CACHE_TTL`] after the commit), so that no node accepts the
+    /// token once the revoking request is answered, whether or not the bus
+    /// delivered the revocation.
+    pub(super) async fn revoked(&self, user: Uuid, token_hash: String, committed: Instant) {
         self.tokens.remove(&token_hash);
         self.bus
             .publish(Envelope {
@@ -70,5 +77,8 @@ impl Service {
                 payload: Arc::new(Payload::TokenRevoked { token_hash }),
             })
             .await;
+        if self.bus.health() != BusHealth::Local {
+            tokio::time::sleep_until((committed + TOKEN_CACHE_TTL).into()).await;
+        }
     }
 }

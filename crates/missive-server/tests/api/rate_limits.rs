@@ -69,3 +69,28 @@ async fn registering_faster_than_the_auth_rate_limit_returns_429_with_retry_afte
     let raw = limited.expect("30 registrations at once exceed 3 per minute");
     assert_rate_limited(&raw);
 }
+
+#[tokio::test]
+async fn phone_lookups_past_the_lookup_rate_limit_get_429_and_other_users_go_on() {
+    let app = spawn_app_with(|config| config.lookup_rate_limit = 3).await;
+    let alice = app.user(ALICE).await;
+    let carol = app.user(crate::helpers::CAROL).await;
+    app.register(BOB).await;
+    let lookup = |user: &crate::helpers::TestUser, phone: &str| {
+        let client = user.client.clone();
+        let path = format!("/users?phoneNumber={}", phone.replace('+', "%2B"));
+        async move {
+            client
+                .raw(missive_client::Method::GET, &path, None, None)
+                .await
+                .expect("the server answers")
+        }
+    };
+    // Found or not, every lookup counts: enumeration learns from both.
+    assert_eq!(lookup(&alice, BOB).await.status, 200);
+    assert_eq!(lookup(&alice, "+15550009999").await.status, 404);
+    assert_eq!(lookup(&alice, BOB).await.status, 200);
+    assert_rate_limited(&lookup(&alice, BOB).await);
+    // Another user from the same address has a budget of its own.
+    assert_eq!(lookup(&carol, BOB).await.status, 200);
+}

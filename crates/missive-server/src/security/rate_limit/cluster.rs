@@ -1,5 +1,7 @@
-//! Budgets counted across nodes: GCRA state in Redis, one key per user (or
-//! address), enforced asynchronously.
+//! The send budget counted across nodes: GCRA state in Redis, one key per
+//! user, enforced asynchronously. (The register/login limits are exact
+//! sliding logs instead, see [`super::sliding`]: a few requests a minute
+//! are too few for a bucket's slack.)
 //!
 //! A check never waits for Redis (sends must not depend on it): the node's
 //! own limiter decides at once, and every request it lets through is then
@@ -11,7 +13,6 @@
 //! applies.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,19 +60,10 @@ pub(super) struct Budget {
     pub burst: u32,
 }
 
-/// What a budget is kept for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) enum Key {
-    /// Sends of a user.
-    Send(Uuid),
-    /// Register/login requests of an address.
-    Auth(IpAddr),
-}
-
 /// The cluster-wide side of the rate limits.
 pub(super) struct ClusterLimits {
-    records: flume::Sender<Key>,
-    blocked: Arc<Mutex<HashMap<Key, Instant>>>,
+    records: flume::Sender<Uuid>,
+    blocked: Arc<Mutex<HashMap<Uuid, Instant>>>,
     stop: CancellationToken,
 }
 
@@ -89,12 +81,7 @@ pub(super) fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
 
 impl ClusterLimits {
     /// Starts the recording task on Redis at `url`, keys under `prefix`.
-    pub(super) fn start(
-        url: &str,
-        prefix: &str,
-        send: Option<Budget>,
-        auth: Option<Budget>,
-    ) -> anyhow::Result<Self> {
+    pub(super) fn start(url: &str, prefix: &str, send: Budget) -> anyhow::Result<Self> {
         let conn = connect(url)?;
         let (records, inbox) = flume::bounded(QUEUE);
         let blocked = Arc::new(Mutex::new(HashMap::new()));
@@ -103,7 +90,6 @@ impl ClusterLimits {
             conn,
             prefix: prefix.to_owned(),
             send,
-            auth,
             blocked: blocked.clone(),
             last_warning: None,
             suppressed: AtomicU64::new(0),
@@ -116,17 +102,17 @@ impl ClusterLimits {
         })
     }
 
-    /// How long `key` is still refused, if it is.
-    pub(super) fn blocked(&self, key: &Key) -> Option<Duration> {
+    /// How long the sends of `user` are still refused, if they are.
+    pub(super) fn blocked(&self, user: &Uuid) -> Option<Duration> {
         let blocked = self.blocked.lock().ok()?;
-        let until = blocked.get(key)?;
+        let until = blocked.get(user)?;
         until.checked_duration_since(Instant::now())
     }
 
-    /// Charges a request that was let through; never waits (a full queue
-    /// leaves it to the node's own limit).
-    pub(super) fn record(&self, key: Key) {
-        let _ = self.records.try_send(key);
+    /// Charges a send of `user` that was let through; never waits (a full
+    /// queue leaves it to the node's own limit).
+    pub(super) fn record(&self, user: Uuid) {
+        let _ = self.records.try_send(user);
     }
 
     /// Forgets blocks that are over.
@@ -148,15 +134,14 @@ impl Drop for ClusterLimits {
 struct Recorder {
     conn: ConnectionManager,
     prefix: String,
-    send: Option<Budget>,
-    auth: Option<Budget>,
-    blocked: Arc<Mutex<HashMap<Key, Instant>>>,
+    send: Budget,
+    blocked: Arc<Mutex<HashMap<Uuid, Instant>>>,
     last_warning: Option<Instant>,
     suppressed: AtomicU64,
 }
 
 impl Recorder {
-    async fn run(mut self, inbox: flume::Receiver<Key>, stop: CancellationToken) {
+    async fn run(mut self, inbox: flume::Receiver<Uuid>, stop: CancellationToken) {
         loop {
             let first = tokio::select! {
                 () = stop.cancelled() => return,
@@ -176,33 +161,17 @@ impl Recorder {
         }
     }
 
-    /// The Redis key and budget of `key`.
-    fn budget(&self, key: &Key) -> Option<(String, Budget)> {
-        match key {
-            Key::Send(user) => self
-                .send
-                .map(|b| (format!("{}:rl:send:{user}", self.prefix), b)),
-            Key::Auth(address) => self
-                .auth
-                .map(|b| (format!("{}:rl:auth:{address}", self.prefix), b)),
-        }
-    }
-
-    async fn charge(&mut self, batch: Vec<Key>) {
+    async fn charge(&mut self, batch: Vec<Uuid>) {
         let mut pipe = redis::pipe();
-        let mut charged = Vec::with_capacity(batch.len());
-        for key in batch {
-            let Some((redis_key, budget)) = self.budget(&key) else {
-                continue;
-            };
+        for user in &batch {
             pipe.cmd("EVAL")
                 .arg(GCRA)
                 .arg(1)
-                .arg(redis_key)
-                .arg(budget.interval.as_micros() as u64)
-                .arg(budget.burst);
-            charged.push(key);
+                .arg(format!("{}:rl:send:{user}", self.prefix))
+                .arg(self.send.interval.as_micros() as u64)
+                .arg(self.send.burst);
         }
+        let charged = batch;
         if charged.is_empty() {
             return;
         }
@@ -285,15 +254,14 @@ mod tests {
                 .get_connection_manager_lazy(ConnectionManagerConfig::new())
                 .expect("a manager"),
             prefix: prefix.to_owned(),
-            send: Some(budget),
-            auth: None,
+            send: budget,
             blocked: Arc::default(),
             last_warning: None,
             suppressed: AtomicU64::new(0),
         }
     }
 
-    fn blocked(recorder: &Recorder, key: &Key) -> Option<Duration> {
+    fn blocked(recorder: &Recorder, key: &Uuid) -> Option<Duration> {
         let blocked = recorder.blocked.lock().expect("lock");
         blocked.get(key)?.checked_duration_since(Instant::now())
     }
@@ -308,13 +276,13 @@ mod tests {
         };
         let mut one = recorder(&url, &prefix, budget);
         let mut two = recorder(&url, &prefix, budget);
-        let (user, other) = (Key::Send(Uuid::now_v7()), Key::Send(Uuid::now_v7()));
+        let (user, other) = (Uuid::now_v7(), Uuid::now_v7());
 
-        one.charge(vec![user.clone(), user.clone()]).await;
+        one.charge(vec![user, user]).await;
         assert_eq!(blocked(&one, &user), None, "within the burst");
 
         // The third of the burst, on the other node: the next must wait one interval.
-        two.charge(vec![other.clone(), user.clone()]).await;
+        two.charge(vec![other, user]).await;
         let wait = blocked(&two, &user).expect("the burst is used up");
         assert!(
             wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
@@ -328,7 +296,7 @@ mod tests {
         );
 
         // That request slipped through on node one: it is charged too.
-        one.charge(vec![user.clone()]).await;
+        one.charge(vec![user]).await;
         let wait = blocked(&one, &user).expect("over the budget");
         assert!(
             wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),

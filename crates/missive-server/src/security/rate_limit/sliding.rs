@@ -1,11 +1,14 @@
-//! Login limits per phone number, whatever address the requests come from:
-//! codes issued (3 per 10 minutes, 10 per day) and wrong guesses (10 per
-//! hour; a new code does not reset them).
+//! Limits of small counts over long windows, kept exactly: register/login
+//! requests per client address (`AUTH_RATE_LIMIT` per minute), phone-number
+//! lookups per user and per address (`LOOKUP_RATE_LIMIT`), and, per phone
+//! number whatever the address, login codes issued (3 per 10 minutes, 10
+//! per day) and wrong guesses (10 per hour; a new code does not reset them).
 //!
-//! These are small counts over long windows, where a token bucket would be
-//! too lenient (GCRA lets a burst *and* the refill through in one window),
-//! so each number keeps a sliding log of its recent events: an event is let
-//! through only while every window holds fewer than its maximum.
+//! A token bucket would be too lenient here (GCRA lets a burst *and* the
+//! refill through in one window: 3 per minute became 6 in the first
+//! minute), so each key keeps a sliding log of its recent events: an event
+//! is let through only while every window holds fewer than its maximum. At
+//! most N events fall in any window of its length, on one node or many.
 //!
 //! A guess is charged *before* the code is checked (a reservation), so that
 //! concurrent guesses cannot all slip past a nearly spent budget, and it is
@@ -53,7 +56,10 @@ pub const GUESS_WINDOWS: [Window; 1] = [Window {
     max: 10,
 }];
 
-/// Numbers tracked per log on one node at most. Past it, expired entries
+/// A client address's share of the lookups: several users may sit behind
+/// one address (a NAT), so it gets this many times a user's.
+pub const LOOKUPS_PER_ADDRESS: u32 = 4;
+/// Keys (numbers, addresses, users) tracked per log on one node at most. Past it, expired entries
 /// are dropped; if it is still full, new numbers are not tracked by this
 /// node (with a warning) rather than growing without bound — the per-code
 /// attempt limit and the per-address limits still apply to them.
@@ -93,30 +99,79 @@ return 0
 /// Which log an event goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Log {
-    /// Codes issued.
+    /// Login codes issued, per phone number.
     Codes,
-    /// Guesses (refunded when right).
+    /// Login guesses, per phone number (refunded when right).
     Guesses,
+    /// Register/login requests, per client address.
+    Requests,
+    /// Phone-number lookups, per user.
+    Lookups,
+    /// Phone-number lookups, per client address.
+    AddressLookups,
 }
 
 impl Log {
-    fn windows(self) -> &'static [Window] {
-        match self {
-            Log::Codes => &CODE_WINDOWS,
-            Log::Guesses => &GUESS_WINDOWS,
-        }
+    const ALL: [Log; 5] = [
+        Log::Codes,
+        Log::Guesses,
+        Log::Requests,
+        Log::Lookups,
+        Log::AddressLookups,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
     }
 
+    /// The name in Redis keys and logs (the login logs keep their older keys).
     fn name(self) -> &'static str {
         match self {
-            Log::Codes => "codes",
-            Log::Guesses => "guesses",
+            Log::Codes => "login:codes",
+            Log::Guesses => "login:guesses",
+            Log::Requests => "auth",
+            Log::Lookups => "lookups:user",
+            Log::AddressLookups => "lookups:address",
         }
     }
+}
 
-    /// The longest window: what a log must remember.
-    fn keep_ms(self) -> i64 {
-        self.windows()
+/// The windows of every log: `[Log::index]` → its windows (empty: off).
+#[derive(Debug, Clone, Default)]
+pub struct Windows([Vec<Window>; 5]);
+
+impl Windows {
+    /// The login logs (codes and guesses per number) and `auth_per_minute`
+    /// requests per address, all off when it is 0; `lookups_per_minute`
+    /// lookups per user and [`LOOKUPS_PER_ADDRESS`] times that per
+    /// address, off when 0.
+    pub fn new(auth_per_minute: u32, lookups_per_minute: u32) -> Self {
+        let minute = |max: u32| Window {
+            length: Duration::from_secs(60),
+            max,
+        };
+        let mut windows = Windows::default();
+        if auth_per_minute > 0 {
+            windows.0[Log::Codes.index()] = CODE_WINDOWS.to_vec();
+            windows.0[Log::Guesses.index()] = GUESS_WINDOWS.to_vec();
+            windows.0[Log::Requests.index()] = vec![minute(auth_per_minute)];
+        }
+        if lookups_per_minute > 0 {
+            windows.0[Log::Lookups.index()] = vec![minute(lookups_per_minute)];
+            windows.0[Log::AddressLookups.index()] = vec![minute(
+                lookups_per_minute.saturating_mul(LOOKUPS_PER_ADDRESS),
+            )];
+        }
+        windows
+    }
+
+    fn of(&self, log: Log) -> &[Window] {
+        &self.0[log.index()]
+    }
+
+    /// The longest window of `log`: what its log must remember.
+    fn keep_ms(&self, log: Log) -> i64 {
+        self.of(log)
             .iter()
             .map(|w| millis(w.length))
             .max()
@@ -128,7 +183,7 @@ impl Log {
 #[derive(Debug)]
 pub struct Ticket {
     log: Log,
-    phone: String,
+    key: String,
     id: Uuid,
 }
 
@@ -161,49 +216,49 @@ fn fits(times: &[(i64, Uuid)], windows: &[Window], now: i64) -> Result<(), Durat
     }
 }
 
-/// One node's logs.
+/// One node's logs: per log, key → its recent events.
 #[derive(Default)]
-struct LocalLogs {
-    codes: HashMap<String, Vec<(i64, Uuid)>>,
-    guesses: HashMap<String, Vec<(i64, Uuid)>>,
-}
+struct LocalLogs([HashMap<String, Vec<(i64, Uuid)>>; 5]);
 
 impl LocalLogs {
     fn of(&mut self, log: Log) -> &mut HashMap<String, Vec<(i64, Uuid)>> {
-        match log {
-            Log::Codes => &mut self.codes,
-            Log::Guesses => &mut self.guesses,
-        }
+        &mut self.0[log.index()]
     }
 
-    /// Drops events older than the longest window, and emptied numbers.
-    fn prune(&mut self, log: Log, now: i64) {
-        let keep = log.keep_ms();
+    /// Drops events older than `keep` ms, and emptied keys.
+    fn prune(&mut self, log: Log, keep: i64, now: i64) {
         self.of(log).retain(|_, times| {
             times.retain(|(t, _)| *t > now - keep);
             !times.is_empty()
         });
     }
 
-    /// Appends an event when it fits; `Ok(false)` when the number could not
-    /// be tracked (the log is full).
-    fn try_add(&mut self, log: Log, phone: &str, id: Uuid, now: i64) -> Result<bool, Duration> {
-        if !self.of(log).contains_key(phone) && self.of(log).len() >= MAX_NUMBERS {
-            self.prune(log, now);
+    /// Appends an event when it fits `windows`; `Ok(false)` when the key
+    /// could not be tracked (the log is full).
+    fn try_add(
+        &mut self,
+        log: Log,
+        windows: &Windows,
+        key: &str,
+        id: Uuid,
+        now: i64,
+    ) -> Result<bool, Duration> {
+        let keep = windows.keep_ms(log);
+        if !self.of(log).contains_key(key) && self.of(log).len() >= MAX_NUMBERS {
+            self.prune(log, keep, now);
             if self.of(log).len() >= MAX_NUMBERS {
                 return Ok(false);
             }
         }
-        let keep = log.keep_ms();
-        let times = self.of(log).entry(phone.to_owned()).or_default();
+        let times = self.of(log).entry(key.to_owned()).or_default();
         times.retain(|(t, _)| *t > now - keep);
-        fits(times, log.windows(), now)?;
+        fits(times, windows.of(log), now)?;
         times.push((now, id));
         Ok(true)
     }
 
-    fn remove(&mut self, log: Log, phone: &str, id: Uuid) {
-        if let Some(times) = self.of(log).get_mut(phone) {
+    fn remove(&mut self, log: Log, key: &str, id: Uuid) {
+        if let Some(times) = self.of(log).get_mut(key) {
             times.retain(|(_, i)| *i != id);
         }
     }
@@ -216,26 +271,27 @@ struct RedisLogs {
 }
 
 impl RedisLogs {
-    fn key(&self, log: Log, phone: &str) -> String {
-        format!("{}:rl:login:{}:{phone}", self.prefix, log.name())
+    fn key(&self, log: Log, key: &str) -> String {
+        format!("{}:rl:{}:{key}", self.prefix, log.name())
     }
 
     /// `Ok(Ok(()))` appended, `Ok(Err(wait))` refused, `Err` Redis failed.
     async fn try_add(
         &self,
         log: Log,
-        phone: &str,
+        windows: &Windows,
+        key: &str,
         id: Uuid,
         now: i64,
     ) -> Result<Result<(), Duration>, String> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(SLIDING)
             .arg(1)
-            .arg(self.key(log, phone))
+            .arg(self.key(log, key))
             .arg(now)
             .arg(id.to_string())
-            .arg(log.keep_ms());
-        for window in log.windows() {
+            .arg(windows.keep_ms(log));
+        for window in windows.of(log) {
             cmd.arg(millis(window.length)).arg(window.max);
         }
         let mut conn = self.conn.clone();
@@ -250,10 +306,10 @@ impl RedisLogs {
         })
     }
 
-    async fn remove(&self, log: Log, phone: &str, id: Uuid) -> Result<(), String> {
+    async fn remove(&self, log: Log, key: &str, id: Uuid) -> Result<(), String> {
         let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("ZREM");
-        cmd.arg(self.key(log, phone)).arg(id.to_string());
+        cmd.arg(self.key(log, key)).arg(id.to_string());
         let removed = cmd.query_async::<i64>(&mut conn);
         tokio::time::timeout(TIMEOUT, removed)
             .await
@@ -263,18 +319,20 @@ impl RedisLogs {
     }
 }
 
-/// The per-number login limits of a node (and, with Redis, of the cluster).
-pub struct LoginLimits {
+/// The sliding-log limits of a node (and, with Redis, of the cluster).
+pub struct SlidingLimits {
+    windows: Windows,
     local: Mutex<LocalLogs>,
     redis: Option<RedisLogs>,
     clock: Arc<dyn Clock>,
     last_warning: AtomicI64,
 }
 
-impl LoginLimits {
-    /// Node-local limits on the system clock.
-    pub fn new() -> Self {
-        LoginLimits {
+impl SlidingLimits {
+    /// Node-local limits with `windows`, on the system clock.
+    pub fn new(windows: Windows) -> Self {
+        SlidingLimits {
+            windows,
             local: Mutex::default(),
             redis: None,
             clock: Arc::new(SystemClock),
@@ -297,13 +355,22 @@ impl LoginLimits {
         self
     }
 
-    /// Charges one event of `log` to `phone`; `Err(wait)` when a window is full.
-    pub async fn charge(&self, log: Log, phone: &str) -> Result<Ticket, Duration> {
+    /// Whether any log is on (Redis is then worth connecting).
+    pub fn any(&self) -> bool {
+        Log::ALL.iter().any(|log| !self.windows.of(*log).is_empty())
+    }
+
+    /// Charges one event of `log` to `key`; `Err(wait)` when a window is
+    /// full. `Ok(None)` when the log is off.
+    pub async fn charge(&self, log: Log, key: &str) -> Result<Option<Ticket>, Duration> {
+        if self.windows.of(log).is_empty() {
+            return Ok(None);
+        }
         let now = self.clock.now_ms();
         let id = Uuid::now_v7();
         let mut in_redis = false;
         if let Some(redis) = &self.redis {
-            match redis.try_add(log, phone, id, now).await {
+            match redis.try_add(log, &self.windows, key, id, now).await {
                 Ok(Ok(())) => in_redis = true,
                 Ok(Err(wait)) => return Err(wait),
                 Err(e) => self.warn(&e, now),
@@ -313,36 +380,36 @@ impl LoginLimits {
             .local
             .lock()
             .map_err(|_| Duration::from_secs(1))?
-            .try_add(log, phone, id, now);
+            .try_add(log, &self.windows, key, id, now);
         match local {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 log = log.name(),
-                "login limits: too many numbers tracked on this node; one is not tracked"
+                "rate limits: too many keys tracked on this node; one is not tracked"
             ),
             Err(wait) => {
                 // This node remembers events that Redis missed while it was
                 // down: refused here, so take the Redis entry back.
                 if in_redis && let Some(redis) = &self.redis {
-                    let _ = redis.remove(log, phone, id).await;
+                    let _ = redis.remove(log, key, id).await;
                 }
                 return Err(wait);
             }
         }
-        Ok(Ticket {
+        Ok(Some(Ticket {
             log,
-            phone: phone.to_owned(),
+            key: key.to_owned(),
             id,
-        })
+        }))
     }
 
     /// Takes a charged event back (a right guess, an undelivered code).
     pub async fn refund(&self, ticket: Ticket) {
         if let Ok(mut local) = self.local.lock() {
-            local.remove(ticket.log, &ticket.phone, ticket.id);
+            local.remove(ticket.log, &ticket.key, ticket.id);
         }
         if let Some(redis) = &self.redis
-            && let Err(e) = redis.remove(ticket.log, &ticket.phone, ticket.id).await
+            && let Err(e) = redis.remove(ticket.log, &ticket.key, ticket.id).await
         {
             self.warn(&e, self.clock.now_ms());
         }
@@ -352,8 +419,9 @@ impl LoginLimits {
     pub fn shrink(&self) {
         let now = self.clock.now_ms();
         if let Ok(mut local) = self.local.lock() {
-            local.prune(Log::Codes, now);
-            local.prune(Log::Guesses, now);
+            for log in Log::ALL {
+                local.prune(log, self.windows.keep_ms(log), now);
+            }
         }
     }
 
@@ -367,15 +435,9 @@ impl LoginLimits {
         {
             tracing::warn!(
                 error = %error,
-                "login limits: Redis failed; only this node's counts apply meanwhile"
+                "rate limits: Redis failed; only this node's counts apply meanwhile"
             );
         }
-    }
-}
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -384,9 +446,10 @@ mod tests {
     use super::*;
     use crate::security::clock::ManualClock;
 
-    fn manual() -> (LoginLimits, Arc<ManualClock>) {
+    fn manual() -> (SlidingLimits, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new());
-        (LoginLimits::new().with_clock(clock.clone()), clock)
+        let limits = SlidingLimits::new(Windows::new(3, 30)).with_clock(clock.clone());
+        (limits, clock)
     }
 
     #[tokio::test]
@@ -427,7 +490,8 @@ mod tests {
             let ticket = limits
                 .charge(Log::Guesses, "+15550000001")
                 .await
-                .expect("right guesses are refunded");
+                .expect("right guesses are refunded")
+                .expect("on");
             limits.refund(ticket).await;
         }
         for _ in 0..10 {
@@ -437,5 +501,36 @@ mod tests {
         clock.advance(Duration::from_secs(3600));
         assert!(limits.charge(Log::Guesses, "+15550000001").await.is_ok());
         limits.shrink();
+    }
+
+    #[tokio::test]
+    async fn at_most_n_requests_in_any_minute_whatever_their_pace() {
+        // A burst, then one a second: a bucket let 2N - 1 through in the
+        // first minute; the log lets N through in every 60 s window.
+        let (limits, clock) = manual();
+        let mut allowed = Vec::new();
+        for second in 0..180u64 {
+            let burst = if second == 0 { 20 } else { 1 };
+            for _ in 0..burst {
+                if limits.charge(Log::Requests, "10.0.0.1").await.is_ok() {
+                    allowed.push(second);
+                }
+            }
+            clock.advance(Duration::from_secs(1));
+        }
+        assert_eq!(allowed, vec![0, 0, 0, 60, 61, 62, 120, 121, 122]);
+        assert!(limits.charge(Log::Requests, "10.0.0.2").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_log_without_windows_is_off() {
+        let limits = SlidingLimits::new(Windows::new(0, 0));
+        assert!(!limits.any());
+        for _ in 0..100 {
+            assert!(matches!(
+                limits.charge(Log::Requests, "10.0.0.1").await,
+                Ok(None)
+            ));
+        }
     }
 }
