@@ -13,7 +13,8 @@ pub use crate::store::sqlite::StartupCheck;
 pub enum AuthMode {
     /// Claims are believed from anyone (sandbox only).
     Open,
-    /// Claims are believed from loopback peers only (127.0.0.0/8, ::1).
+    /// Claims are believed from loopback peers only (127.0.0.0/8, ::1), sent to
+    /// a loopback `Host` or one of `ALLOWED_HOSTS`.
     Loopback,
     /// A bearer token is required; claims are never believed.
     Required,
@@ -231,6 +232,13 @@ pub struct Config {
     /// whose `Forwarded`/`X-Forwarded-For` name the client; from anyone else those headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Host names besides the loopback ones (`localhost`, 127.0.0.0/8,
+    /// `[::1]`) to which claimed identities may be addressed under
+    /// `AUTH_MODE=loopback` (comma-separated, without a port; `.example.com`
+    /// is that domain and its subdomains). A claim sent to any other `Host` is
+    /// not believed (401): a protection against DNS rebinding.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_allowed_host)]
+    pub allowed_hosts: Vec<String>,
     /// Browser origins besides the server's own that may call the REST API
     /// (CORS: exact origins, comma-separated, e.g. `https://chat.example.com`)
     /// and open `/ws`; a WebSocket upgrade with any other `Origin` is refused
@@ -267,6 +275,32 @@ pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
         return Err(format!("{raw:?} is shorter than one second"));
     }
     Ok(ttl)
+}
+
+/// An `ALLOWED_HOSTS` entry: a host name (`chat.internal`), a domain with its
+/// subdomains (`.example.com`) or an address (`10.0.0.5`, `[fd00::1]`),
+/// without a scheme or a port; lower-cased, brackets and a final dot removed.
+pub fn parse_allowed_host(raw: &str) -> Result<String, String> {
+    let host = raw.trim().to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    let name = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6,
+        Some(_) => "",
+        None => host,
+    };
+    let bare = name.strip_prefix('.').unwrap_or(name);
+    let valid = !bare.is_empty()
+        && (name.parse::<std::net::Ipv6Addr>().is_ok()
+            || bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{raw:?} is not a host name such as chat.internal or .example.com (no scheme, no port)"
+        ))
+    }
 }
 
 /// `scheme://host[:port]`, lower-cased, without a path.
@@ -318,6 +352,7 @@ impl Default for Config {
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
             event_retention: Retention(Some(DEFAULT_EVENT_RETENTION)),
             push_webhook_url: None,
@@ -351,6 +386,7 @@ impl std::fmt::Debug for Config {
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("cors_origins", &self.cors_origins)
             .field("event_retention", &self.event_retention)
             .field(
@@ -449,6 +485,7 @@ mod tests {
         assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
+        assert_eq!(parsed.allowed_hosts, default.allowed_hosts);
         assert_eq!(parsed.event_retention, default.event_retention);
         assert_eq!(parsed.push_retry_base, default.push_retry_base);
         assert_eq!(parsed.push_webhook_url, None);
@@ -491,6 +528,32 @@ mod tests {
             Config::try_parse_from(["missive", "--http-header-timeout", "1500ms"]).expect("parses");
         assert_eq!(config.http_header_timeout, Duration::from_millis(1500));
         assert!(Config::try_parse_from(["missive", "--http-idle-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_take_names_domains_and_addresses() {
+        let config = Config::try_parse_from([
+            "missive",
+            "--allowed-hosts",
+            "Chat.Internal, .dev.example,10.0.0.5,[fd00::1],box.",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.allowed_hosts,
+            ["chat.internal", ".dev.example", "10.0.0.5", "fd00::1", "box"]
+        );
+        for bad in [
+            "http://chat.internal",
+            "chat.internal:8080",
+            "a/b",
+            "[nope]",
+            ".",
+        ] {
+            assert!(
+                Config::try_parse_from(["missive", "--allowed-hosts", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
