@@ -122,6 +122,9 @@ impl Node {
             .env("DATABASE_URL", &self.database_url)
             .env("SEND_RATE_LIMIT", "0")
             .env("AUTH_RATE_LIMIT", "0")
+            // Every simulated client connects from 127.0.0.1.
+            .env("MAX_CONNECTIONS_PER_ADDRESS", "0")
+            .env("MAX_SOCKETS_PER_USER", "0")
             .env("LOG_LEVEL", "WARN")
             .env("AUTH_MODE", "open")
             .stdin(Stdio::null())

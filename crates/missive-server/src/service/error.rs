@@ -53,6 +53,10 @@ pub enum ErrorCode {
     UriTooLong,
     /// Over a rate limit.
     RateLimited,
+    /// A request body that did not arrive within `HTTP_BODY_TIMEOUT`.
+    RequestTimeout,
+    /// Over a connection cap (`MAX_SOCKETS_PER_USER`, `MAX_CONNECTIONS_PER_ADDRESS`).
+    TooManyConnections,
     /// The SMS gateway did not take the login code.
     CodeDeliveryFailed,
     /// A bug; details only in the server log.
@@ -87,6 +91,8 @@ impl ErrorCode {
             HeadersTooLarge => "headers_too_large",
             UriTooLong => "uri_too_long",
             RateLimited => "rate_limited",
+            RequestTimeout => "request_timeout",
+            TooManyConnections => "too_many_connections",
             CodeDeliveryFailed => "code_delivery_failed",
             Internal => "internal",
             Unavailable => "unavailable",

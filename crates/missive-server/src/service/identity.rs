@@ -347,7 +347,10 @@ mod tests {
             "[::1]:5000",
             "[::ffff:127.0.0.1]:80",
         ] {
-            assert!(claims_allowed(AuthMode::Loopback, addr(peer), true), "{peer}");
+            assert!(
+                claims_allowed(AuthMode::Loopback, addr(peer), true),
+                "{peer}"
+            );
             assert!(
                 !claims_allowed(AuthMode::Loopback, addr(peer), false),
                 "{peer} to a foreign Host"
@@ -359,7 +362,10 @@ mod tests {
             "[2001:db8::1]:443",
             "[::ffff:10.0.0.1]:80",
         ] {
-            assert!(!claims_allowed(AuthMode::Loopback, addr(peer), true), "{peer}");
+            assert!(
+                !claims_allowed(AuthMode::Loopback, addr(peer), true),
+                "{peer}"
+            );
         }
         assert!(!claims_allowed(AuthMode::Loopback, None, true));
     }
@@ -387,6 +393,10 @@ mod tests {
     #[test]
     fn open_believes_everyone_and_required_nobody() {
         assert!(claims_allowed(AuthMode::Open, addr("203.0.113.9:1"), false));
-        assert!(!claims_allowed(AuthMode::Required, addr("127.0.0.1:1"), true));
+        assert!(!claims_allowed(
+            AuthMode::Required,
+            addr("127.0.0.1:1"),
+            true
+        ));
     }
 }

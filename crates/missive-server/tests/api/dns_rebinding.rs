@@ -138,12 +138,18 @@ async fn claims_sent_to_a_foreign_host_get_401_on_rest_and_websocket() {
     for host in ["evil.example".to_owned(), format!("evil.example:{port}")] {
         let origin = format!("http://{host}");
         let from_page = format!("Origin: {origin}\r\n");
-        send(&app, get(&format!("/chats?phoneNumber={ALICE_Q}"), &host, &from_page))
-            .await
-            .assert_error(401, "unauthorized");
-        send(&app, get(&format!("/chats?participant={ALICE_Q}"), &host, &from_page))
-            .await
-            .assert_error(401, "unauthorized");
+        send(
+            &app,
+            get(&format!("/chats?phoneNumber={ALICE_Q}"), &host, &from_page),
+        )
+        .await
+        .assert_error(401, "unauthorized");
+        send(
+            &app,
+            get(&format!("/chats?participant={ALICE_Q}"), &host, &from_page),
+        )
+        .await
+        .assert_error(401, "unauthorized");
         send(
             &app,
             get(
@@ -157,9 +163,12 @@ async fn claims_sent_to_a_foreign_host_get_401_on_rest_and_websocket() {
         send(&app, post_message(&host, &from_page, &claimed_send()))
             .await
             .assert_error(401, "unauthorized");
-        send(&app, upgrade(&format!("/ws?userID={ALICE_Q}"), &host, &origin))
-            .await
-            .assert_error(401, "unauthorized");
+        send(
+            &app,
+            upgrade(&format!("/ws?userID={ALICE_Q}"), &host, &origin),
+        )
+        .await
+        .assert_error(401, "unauthorized");
     }
     // Nothing was sent by the refused claims.
     let listed = send(
@@ -184,7 +193,11 @@ async fn claims_sent_to_loopback_names_and_allowed_hosts_are_believed() {
         format!("chat.internal:{port}"),
         "chat.internal".to_owned(),
     ] {
-        let chats = send(&app, get(&format!("/chats?phoneNumber={ALICE_Q}"), &host, "")).await;
+        let chats = send(
+            &app,
+            get(&format!("/chats?phoneNumber={ALICE_Q}"), &host, ""),
+        )
+        .await;
         assert_eq!(chats.status, 200, "{host}: {chats:?}");
         let messages = send(
             &app,
@@ -201,7 +214,11 @@ async fn claims_sent_to_loopback_names_and_allowed_hosts_are_believed() {
         // The server's own page (Origin = Host) opens a socket with a claim.
         let socket = send(
             &app,
-            upgrade(&format!("/ws?userID={ALICE_Q}"), &host, &format!("http://{host}")),
+            upgrade(
+                &format!("/ws?userID={ALICE_Q}"),
+                &host,
+                &format!("http://{host}"),
+            ),
         )
         .await;
         assert_eq!(socket.status, 101, "{host}: {socket:?}");

@@ -11,6 +11,7 @@ mod backup;
 mod chats;
 mod client_live;
 mod cluster;
+mod connection_caps;
 mod connections;
 mod cors;
 mod dns_rebinding;
