@@ -51,4 +51,5 @@ mod ws_push;
 mod ws_receipts;
 mod ws_resume;
 mod ws_slow;
+mod ws_token_ttl;
 mod ws_typing;
