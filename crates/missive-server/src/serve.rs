@@ -71,8 +71,9 @@ use tower::{Service, ServiceExt};
 
 /// Largest read buffer of a connection: a request head (request line and
 /// headers) that does not fit is answered 431 by hyper as soon as the buffer
-/// is full. The router's own check answers heads over 16 KiB with a JSON 431;
-/// this bound is a little larger so that check keeps answering in between.
+/// is full. The bound is loose (one read may bring in more, and a head that
+/// arrived whole is parsed), so the router checks it again: headers over
+/// 16 KiB, or a head over this size, get its JSON 431 too.
 pub const MAX_READ_BUFFER: usize = 32 * 1024;
 
 /// The connection limits of [`serve`].
