@@ -9,6 +9,7 @@ mod auth_matrix;
 mod auth_modes;
 mod backup;
 mod chats;
+mod cli_errors;
 mod client_live;
 mod cluster;
 mod connection_caps;
