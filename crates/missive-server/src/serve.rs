@@ -160,7 +160,8 @@ fn too_many_from_address() -> Vec<u8> {
     })
     .unwrap_or_default();
     let mut out = format!(
-        "HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\nretry-after: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        crate::gateway::CAP_RETRY_AFTER_SECS,
         body.len()
     )
     .into_bytes();

@@ -29,6 +29,8 @@ use crate::http::extract::ApiQuery;
 use crate::security::tokens::hash_token;
 use crate::state::AppState;
 
+/// `Retry-After` of a `/ws` upgrade refused at `MAX_SOCKETS_PER_USER`.
+pub const CAP_RETRY_AFTER_SECS: u64 = 5;
 /// Read buffer per connection: small, so that idle sockets stay cheap.
 const READ_BUFFER: usize = 1024;
 /// Bytes fed before the socket is written even without a flush.
@@ -208,7 +210,8 @@ pub(crate) struct Params {
         (status = 401, description = "`unauthorized`: no usable identity (no `token`/`userID`, an invalid, expired or revoked token, or a claim `AUTH_MODE` does not believe).", body = ErrorBody),
         (status = 403, description = "`forbidden`: `userID` names another user than the token's, or a browser `Origin` other than the server's own and `CORS_ORIGINS`.", body = ErrorBody),
         (status = 404, description = "`user_not_found`: the claimed `userID` is not registered.", body = ErrorBody),
-        (status = 429, description = "`too_many_connections`: the user already has `MAX_SOCKETS_PER_USER` (default 32) WebSockets open on this node.", body = ErrorBody),
+        (status = 429, description = "`too_many_connections`: the user already has `MAX_SOCKETS_PER_USER` (default 32) WebSockets open on this node.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying (5: time for another socket to close)."))),
     ),
     security(("bearerAuth" = []), ())
 )]
@@ -242,6 +245,7 @@ pub(crate) async fn upgrade(
             crate::service::ErrorCode::TooManyConnections,
             "this user has too many open WebSockets on this node (MAX_SOCKETS_PER_USER)",
         )
+        .with_retry_after(CAP_RETRY_AFTER_SECS)
     })?;
     let tracker = state.gateway.tracker.clone();
     Ok(upgrade
@@ -261,6 +265,12 @@ pub(crate) async fn upgrade(
 /// Whether a WebSocket upgrade may proceed: no `Origin` (not a browser),
 /// the server's own origin (`Origin` names the `Host` the request was sent
 /// to), or one of `allowed`.
+///
+/// "Same host" is no proof of a trusted page: after DNS rebinding, a page of
+/// another site has `Origin` and `Host` both naming that site. What a
+/// claimed `userID` needs beyond this check is a trusted `Host` (a loopback
+/// name or one of `ALLOWED_HOSTS`, see `http::auth::host_is_trusted`),
+/// which the identity decision requires under `AUTH_MODE=loopback`.
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(ORIGIN) else {
         return true;

@@ -198,7 +198,13 @@ impl Error {
         self.cause.as_deref()
     }
 
-    /// Seconds to wait before retrying, for `rate_limited`.
+    /// The same error, telling the client to retry in `secs` (at least 1).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// Seconds to wait before retrying, for `rate_limited` and `too_many_connections`.
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }

@@ -150,6 +150,7 @@ async fn an_address_at_its_cap_of_dribbling_connections_leaves_other_addresses_s
         if !answer.is_empty() {
             let text = String::from_utf8_lossy(&answer);
             assert!(text.contains("\"too_many_connections\""), "{text}");
+            assert!(text.contains("retry-after: 5\r\n"), "{text}");
         }
     }
     assert!(
