@@ -86,6 +86,9 @@ impl Server {
             .env("SEND_RATE_LIMIT", "0")
             .env("AUTH_RATE_LIMIT", "0")
             .env("LOOKUP_RATE_LIMIT", "0")
+            // Every simulated client connects from 127.0.0.1.
+            .env("MAX_CONNECTIONS_PER_ADDRESS", "0")
+            .env("MAX_SOCKETS_PER_USER", "0")
             .env("LOG_LEVEL", "WARN")
             .env("AUTH_MODE", "open");
         match &options.redis {

@@ -378,7 +378,8 @@ pub struct ErrorBody {
     /// `invalid_participants`, `invalid_code`, `unauthorized`, `forbidden`,
     /// `not_found`, `user_not_found`, `chat_not_found`, `message_not_found`,
     /// `method_not_allowed`, `phone_taken`, `idempotency_conflict`,
-    /// `payload_too_large`, `headers_too_large`, `rate_limited`,
+    /// `payload_too_large`, `headers_too_large`, `uri_too_long`,
+    /// `request_timeout`, `rate_limited`, `too_many_connections`,
     /// `code_delivery_failed`, `internal`, `unavailable` (and, in WebSocket
     /// `error` frames, `invalid_frame` and `frame_too_large`).
     #[cfg_attr(feature = "openapi", schema(examples("chat_not_found")))]

@@ -174,6 +174,13 @@ pub fn backup(source: &Path, dest: &Path, force: bool) -> anyhow::Result<BackupR
     if !source.exists() {
         anyhow::bail!("there is no database at {} to back up", source.display());
     }
+    if dest.is_dir() {
+        anyhow::bail!(
+            "{} is a directory: give the path of the backup file to write (e.g. {})",
+            dest.display(),
+            dest.join("missive-backup.db").display()
+        );
+    }
     if dest.exists() && !force {
         anyhow::bail!("{} exists: pass --force to replace it", dest.display());
     }
@@ -326,6 +333,12 @@ impl std::fmt::Display for RestoreReport {
 pub fn restore(backup: &Path, target: &Path, force: bool) -> anyhow::Result<RestoreReport> {
     if !backup.exists() {
         anyhow::bail!("there is no backup at {}", backup.display());
+    }
+    if backup.is_dir() {
+        anyhow::bail!(
+            "{} is a directory, not a backup file: give the path of a file written by `missive backup`",
+            backup.display()
+        );
     }
     if same_file(backup, target) {
         anyhow::bail!("{} is the database itself", backup.display());

@@ -13,7 +13,8 @@ pub use crate::store::sqlite::StartupCheck;
 pub enum AuthMode {
     /// Claims are believed from anyone (sandbox only).
     Open,
-    /// Claims are believed from loopback peers only (127.0.0.0/8, ::1).
+    /// Claims are believed from loopback peers only (127.0.0.0/8, ::1), sent to
+    /// a loopback `Host` or one of `ALLOWED_HOSTS`.
     Loopback,
     /// A bearer token is required; claims are never believed.
     Required,
@@ -223,19 +224,39 @@ pub struct Config {
     /// per client address; 0 disables.
     #[arg(long, env = "LOOKUP_RATE_LIMIT", default_value_t = 30)]
     pub lookup_rate_limit: u32,
-    /// Concurrent TCP connections (HTTP and WebSocket); past it, new ones wait in the backlog.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 16_384)]
+    /// Concurrent TCP connections (HTTP and WebSocket); past it, new ones wait in the backlog. At least 1.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 16_384, value_parser = parse_at_least_one)]
     pub max_connections: usize,
-    /// Time a client has to send a whole request head (e.g. `10s`).
-    #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Concurrent TCP connections from one client address (IPv6: one /64),
+    /// counted per TCP peer; trusted proxies are exempt. Past it a new
+    /// connection gets 429 and is closed at once. 0 disables.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)]
+    pub max_connections_per_address: usize,
+    /// Concurrent WebSockets of one user on this node; past it `GET /ws` gets
+    /// 429 `too_many_connections`. 0 disables.
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = DEFAULT_MAX_SOCKETS_PER_USER)]
+    pub max_sockets_per_user: usize,
+    /// Time a client has to send a whole request head (e.g. `10s`; more than 0).
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
     pub http_header_timeout: Duration,
-    /// Time an idle keep-alive HTTP connection stays open (e.g. `60s`).
-    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Time a client has to send the whole body of a request once its head
+    /// arrived (e.g. `10s`; more than 0); past it, 408 and the connection closes.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub http_body_timeout: Duration,
+    /// Time an idle keep-alive HTTP connection stays open (e.g. `60s`; more than 0).
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub http_idle_timeout: Duration,
     /// Reverse proxies (comma-separated CIDRs or addresses, e.g. `127.0.0.1/32,10.0.0.0/8`)
     /// whose `Forwarded`/`X-Forwarded-For` name the client; from anyone else those headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Host names besides the loopback ones (`localhost`, 127.0.0.0/8,
+    /// `[::1]`) to which claimed identities may be addressed under
+    /// `AUTH_MODE=loopback` (comma-separated, without a port; `.example.com`
+    /// is that domain and its subdomains). A claim sent to any other `Host` is
+    /// not believed (401): a protection against DNS rebinding.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_allowed_host)]
+    pub allowed_hosts: Vec<String>,
     /// Browser origins besides the server's own that may call the REST API
     /// (CORS: exact origins, comma-separated, e.g. `https://chat.example.com`)
     /// and open `/ws`; a WebSocket upgrade with any other `Origin` is refused
@@ -273,6 +294,58 @@ pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
     }
     Ok(ttl)
 }
+
+/// A duration greater than zero (`10s`, `1500ms`): a timeout of 0 would
+/// close every connection at once.
+pub fn parse_timeout(raw: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(raw.trim()).map_err(|e| format!("{raw:?}: {e}"))?;
+    if timeout.is_zero() {
+        return Err(format!(
+            "{raw:?}: must be more than 0 (0 would close every connection at once)"
+        ));
+    }
+    Ok(timeout)
+}
+
+/// A count of at least 1 (0 would serve nothing, or one connection at a time).
+pub fn parse_at_least_one(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(0) => Err(format!("{raw:?}: must be at least 1")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{raw:?}: {e}")),
+    }
+}
+
+/// An `ALLOWED_HOSTS` entry: a host name (`chat.internal`), a domain with its
+/// subdomains (`.example.com`) or an address (`10.0.0.5`, `[fd00::1]`),
+/// without a scheme or a port; lower-cased, brackets and a final dot removed.
+pub fn parse_allowed_host(raw: &str) -> Result<String, String> {
+    let host = raw.trim().to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    let name = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6,
+        Some(_) => "",
+        None => host,
+    };
+    let bare = name.strip_prefix('.').unwrap_or(name);
+    let valid = !bare.is_empty()
+        && (name.parse::<std::net::Ipv6Addr>().is_ok()
+            || bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{raw:?} is not a host name such as chat.internal or .example.com (no scheme, no port)"
+        ))
+    }
+}
+
+/// `MAX_CONNECTIONS_PER_ADDRESS`'s default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+/// `MAX_SOCKETS_PER_USER`'s default.
+pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 32;
 
 /// `scheme://host[:port]`, lower-cased, without a path.
 pub fn parse_origin(raw: &str) -> Result<String, String> {
@@ -321,9 +394,13 @@ impl Default for Config {
             auth_rate_limit: 20,
             lookup_rate_limit: 30,
             max_connections: 16_384,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_sockets_per_user: DEFAULT_MAX_SOCKETS_PER_USER,
             http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
             event_retention: Retention(Some(DEFAULT_EVENT_RETENTION)),
             push_webhook_url: None,
@@ -331,6 +408,28 @@ impl Default for Config {
             push_retry_base: crate::push::DEFAULT_RETRY_BASE,
             token_ttl: DEFAULT_TOKEN_TTL,
         }
+    }
+}
+
+impl Config {
+    /// Refuses settings that cannot work, naming the variable: the flags'
+    /// parsers refuse them already, this also covers a `Config` built in code.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, timeout) in [
+            ("HTTP_HEADER_TIMEOUT", self.http_header_timeout),
+            ("HTTP_BODY_TIMEOUT", self.http_body_timeout),
+            ("HTTP_IDLE_TIMEOUT", self.http_idle_timeout),
+        ] {
+            if timeout.is_zero() {
+                anyhow::bail!(
+                    "{name} must be more than 0 (0 would close every connection at once)"
+                );
+            }
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("MAX_CONNECTIONS must be at least 1");
+        }
+        Ok(())
     }
 }
 
@@ -355,9 +454,16 @@ impl std::fmt::Debug for Config {
             .field("auth_rate_limit", &self.auth_rate_limit)
             .field("lookup_rate_limit", &self.lookup_rate_limit)
             .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("max_sockets_per_user", &self.max_sockets_per_user)
             .field("http_header_timeout", &self.http_header_timeout)
+            .field("http_body_timeout", &self.http_body_timeout)
             .field("http_idle_timeout", &self.http_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("cors_origins", &self.cors_origins)
             .field("event_retention", &self.event_retention)
             .field(
@@ -456,6 +562,13 @@ mod tests {
         assert_eq!(parsed.redis_prefix, default.redis_prefix);
         assert_eq!(parsed.http_header_timeout, default.http_header_timeout);
         assert_eq!(parsed.http_idle_timeout, default.http_idle_timeout);
+        assert_eq!(parsed.http_body_timeout, default.http_body_timeout);
+        assert_eq!(
+            parsed.max_connections_per_address,
+            default.max_connections_per_address
+        );
+        assert_eq!(parsed.max_sockets_per_user, default.max_sockets_per_user);
+        assert_eq!(parsed.allowed_hosts, default.allowed_hosts);
         assert_eq!(parsed.event_retention, default.event_retention);
         assert_eq!(parsed.push_retry_base, default.push_retry_base);
         assert_eq!(parsed.push_webhook_url, None);
@@ -498,6 +611,77 @@ mod tests {
             Config::try_parse_from(["missive", "--http-header-timeout", "1500ms"]).expect("parses");
         assert_eq!(config.http_header_timeout, Duration::from_millis(1500));
         assert!(Config::try_parse_from(["missive", "--http-idle-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_take_names_domains_and_addresses() {
+        let config = Config::try_parse_from([
+            "missive",
+            "--allowed-hosts",
+            "Chat.Internal, .dev.example,10.0.0.5,[fd00::1],box.",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.allowed_hosts,
+            [
+                "chat.internal",
+                ".dev.example",
+                "10.0.0.5",
+                "fd00::1",
+                "box"
+            ]
+        );
+        for bad in [
+            "http://chat.internal",
+            "chat.internal:8080",
+            "a/b",
+            "[nope]",
+            ".",
+        ] {
+            assert!(
+                Config::try_parse_from(["missive", "--allowed-hosts", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_timeouts_and_a_zero_connection_limit_are_refused_naming_the_setting() {
+        for (flag, env) in [
+            ("--http-header-timeout", "HTTP_HEADER_TIMEOUT"),
+            ("--http-body-timeout", "HTTP_BODY_TIMEOUT"),
+            ("--http-idle-timeout", "HTTP_IDLE_TIMEOUT"),
+            ("--max-connections", "MAX_CONNECTIONS"),
+        ] {
+            for zero in ["0", "0s", "0ms"] {
+                if flag == "--max-connections" && zero != "0" {
+                    continue;
+                }
+                let error = Config::try_parse_from(["missive", flag, zero])
+                    .err()
+                    .unwrap_or_else(|| panic!("{flag} {zero} is refused"))
+                    .to_string();
+                assert!(error.contains(flag), "{error}");
+                assert!(error.contains(env), "{error}");
+            }
+        }
+        // 0 disables the per-address and per-user caps: it stays accepted.
+        let config = Config::try_parse_from([
+            "missive",
+            "--max-connections-per-address",
+            "0",
+            "--max-sockets-per-user",
+            "0",
+            "--max-connections",
+            "1",
+            "--http-body-timeout",
+            "1ms",
+        ])
+        .expect("parses");
+        assert_eq!(config.max_connections_per_address, 0);
+        assert_eq!(config.max_sockets_per_user, 0);
+        assert_eq!(config.max_connections, 1);
+        assert_eq!(config.http_body_timeout, Duration::from_millis(1));
     }
 
     #[test]

@@ -16,6 +16,18 @@
 //!   from an idle keep-alive (its timer starts as soon as it waits for the
 //!   next request), so the phases are tracked here, in [`Watchdog`].
 //! - **An idle keep-alive connection closes after `idle_timeout`.**
+//! - **A request body must arrive within `body_timeout`** of its head
+//!   ([`TimedBody`]): past it, reading the body fails, the answer is a 408
+//!   (whatever the handler made of the failed read) and the connection
+//!   closes. The deadline is one total for the whole body (bodies are at
+//!   most 64 KiB); [`TimedBody`] is the one place to turn it into a minimum
+//!   rate once large uploads exist.
+//! - **At most `max_per_address` connections per client address** (IPv6:
+//!   per /64), counted per TCP peer at accept: the forwarded address a
+//!   proxy names is known only per request, so trusted proxies' own
+//!   addresses are exempt instead. Past it the new connection gets a 429
+//!   written at once (when the socket takes it) and is closed; it never
+//!   waits, and never holds a slot of the others.
 //!
 //! hyper's read buffer is capped at [`MAX_READ_BUFFER`], so an oversized
 //! header block is refused (431) as it arrives instead of being buffered.
@@ -29,21 +41,26 @@
 //! Once a connection is upgraded to a WebSocket, hyper hands the socket over
 //! and these timers stop; the gateway's ping and idle rules take over.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::Request;
-use hyper::body::Incoming;
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -54,19 +71,102 @@ use tower::{Service, ServiceExt};
 
 /// Largest read buffer of a connection: a request head (request line and
 /// headers) that does not fit is answered 431 by hyper as soon as the buffer
-/// is full. The router's own check answers heads over 16 KiB with a JSON 431;
-/// this bound is a little larger so that check keeps answering in between.
+/// is full. The bound is loose (one read may bring in more, and a head that
+/// arrived whole is parsed), so the router checks it again: headers over
+/// 16 KiB, or a head over this size, get its JSON 431 too.
 pub const MAX_READ_BUFFER: usize = 32 * 1024;
 
 /// The connection limits of [`serve`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Concurrent TCP connections (HTTP and WebSocket together).
     pub max_connections: usize,
+    /// Concurrent TCP connections of one client address (IPv6: one /64); 0: no cap.
+    pub max_per_address: usize,
+    /// Peers exempt from `max_per_address` (the trusted proxies).
+    pub exempt: Arc<[IpNet]>,
     /// Time allowed to receive a whole request head.
     pub header_timeout: Duration,
+    /// Time allowed to receive the whole body of a request, from its head.
+    pub body_timeout: Duration,
     /// Time an idle keep-alive connection stays open.
     pub idle_timeout: Duration,
+}
+
+/// The timers of one connection (see [`Watchdog`]).
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    body: Duration,
+    idle: Duration,
+}
+
+/// Open connections per client address, for `max_per_address`.
+struct PerAddress {
+    max: usize,
+    exempt: Arc<[IpNet]>,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection of an address; uncounted when dropped.
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    /// A slot for a connection from `peer`: `Ok(None)` when uncounted (no
+    /// cap, or a trusted proxy), `Err(())` when the address is at its cap.
+    fn take(counts: &Arc<PerAddress>, peer: IpAddr) -> Result<Option<AddressSlot>, ()> {
+        let peer = peer.to_canonical();
+        if counts.max == 0 || counts.exempt.iter().any(|net| net.contains(&peer)) {
+            return Ok(None);
+        }
+        let key = crate::security::rate_limit::address_key(peer);
+        let mut open = counts.open.lock().map_err(|_| ())?;
+        let n = open.entry(key).or_insert(0);
+        if *n >= counts.max {
+            return Err(());
+        }
+        *n += 1;
+        Ok(Some(AddressSlot {
+            counts: counts.clone(),
+            key,
+        }))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.counts.open.lock()
+            && let Some(n) = open.get_mut(&self.key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What a connection over its address's cap is told before it is closed.
+fn too_many_from_address() -> Vec<u8> {
+    let body = serde_json::to_vec(&missive_protocol::ErrorBody {
+        code: crate::service::ErrorCode::TooManyConnections
+            .as_str()
+            .to_owned(),
+        message: "too many open connections from this address (MAX_CONNECTIONS_PER_ADDRESS)"
+            .to_owned(),
+    })
+    .unwrap_or_default();
+    let mut out = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\nretry-after: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        crate::gateway::CAP_RETRY_AFTER_SECS,
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops
@@ -80,6 +180,18 @@ pub async fn serve(
     grace: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress {
+        max: limits.max_per_address,
+        exempt: limits.exempt.clone(),
+        open: Mutex::default(),
+    });
+    let refusal = too_many_from_address();
+    let mut warned_address = false;
+    let timeouts = Timeouts {
+        header: limits.header_timeout,
+        body: limits.body_timeout,
+        idle: limits.idle_timeout,
+    };
     let connections = TaskTracker::new();
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let mut warned_full = false;
@@ -116,6 +228,23 @@ pub async fn serve(
         if slots.available_permits() > limits.max_connections / 10 {
             warned_full = false;
         }
+        let address_slot = match PerAddress::take(&per_address, peer.ip()) {
+            Ok(slot) => slot,
+            Err(()) => {
+                if !warned_address {
+                    tracing::warn!(
+                        peer = %peer.ip(),
+                        max_connections_per_address = limits.max_per_address,
+                        "an address reached its connection cap: its new connections get 429 and are closed"
+                    );
+                    warned_address = true;
+                }
+                // One non-blocking write, then the socket is closed.
+                let _ = tcp.try_write(&refusal);
+                drop(tcp);
+                continue;
+            }
+        };
         // Small frames (an ack right after a push) must not wait for Nagle's algorithm.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -126,9 +255,12 @@ pub async fn serve(
         };
         connections.spawn(serve_connection(
             tcp,
-            permit,
+            Slot {
+                _permit: permit,
+                _address: address_slot,
+            },
             router,
-            limits,
+            timeouts,
             shutdown.clone(),
         ));
     }
@@ -159,12 +291,19 @@ async fn accept_failed(error: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// What a connection holds while it is open: its place under
+/// `max_connections` and, when counted, under its address's cap.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
+}
+
 /// One connection, from accept to close (or to its upgrade to a WebSocket).
 async fn serve_connection<S>(
     tcp: TcpStream,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     service: S,
-    limits: Limits,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) where
     S: Service<Request, Response = axum::response::Response, Error = Infallible>
@@ -173,11 +312,11 @@ async fn serve_connection<S>(
         + 'static,
     S::Future: Send,
 {
-    let watchdog = Arc::new(Watchdog::new(limits));
+    let watchdog = Arc::new(Watchdog::new(timeouts));
     let io = TokioIo::new(Guarded {
         tcp,
         watchdog: watchdog.clone(),
-        _permit: permit,
+        _slot: slot,
         rewrite: None,
     });
     let observed = {
@@ -187,7 +326,29 @@ async fn serve_connection<S>(
             let watchdog = watchdog.clone();
             async move {
                 watchdog.request_started();
-                let response = service.oneshot(request.map(Body::new)).await;
+                let timed_out = Arc::new(AtomicBool::new(false));
+                let request = request.map(|body| {
+                    if body.is_end_stream() {
+                        Body::new(body)
+                    } else {
+                        Body::new(TimedBody::new(body, timeouts.body, timed_out.clone()))
+                    }
+                });
+                let mut response = service.oneshot(request).await;
+                if timed_out.load(Ordering::Acquire) {
+                    // Whatever the handler made of its failed read, the
+                    // answer is a 408, and the rest of the body is not read.
+                    tracing::debug!("request body not received in time");
+                    let mut timeout = crate::service::Error::new(
+                        crate::service::ErrorCode::RequestTimeout,
+                        "the request body did not arrive within HTTP_BODY_TIMEOUT",
+                    )
+                    .into_response();
+                    timeout
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    response = Ok(timeout);
+                }
                 watchdog.response_ready();
                 response
             }
@@ -227,6 +388,69 @@ async fn serve_connection<S>(
     }
 }
 
+/// A request body that fails once `timeout` has passed since the head
+/// arrived without all of it having been read.
+///
+/// A total deadline, as bodies are small; for uploads, `poll_frame` is
+/// where a minimum rate would move the deadline as data arrives.
+struct TimedBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timed_out: Arc<AtomicBool>,
+}
+
+/// The error a [`TimedBody`] fails with.
+#[derive(Debug)]
+struct BodyTimeout;
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+impl TimedBody {
+    fn new(inner: Incoming, timeout: Duration, timed_out: Arc<AtomicBool>) -> Self {
+        TimedBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timed_out,
+        }
+    }
+}
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.timed_out.load(Ordering::Acquire) {
+            return Poll::Ready(Some(Err(BodyTimeout.into())));
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.timed_out.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(BodyTimeout.into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Where a connection is in its request cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -244,7 +468,7 @@ enum Phase {
 /// connection task (which closes the socket when a deadline has passed).
 #[derive(Debug)]
 struct Watchdog {
-    limits: Limits,
+    limits: Timeouts,
     opened: Instant,
     phase: AtomicU8,
     /// Milliseconds after `opened` when the current phase expires.
@@ -252,12 +476,12 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Timeouts) -> Self {
         Watchdog {
             limits,
             opened: Instant::now(),
             phase: AtomicU8::new(Phase::Head as u8),
-            deadline_ms: AtomicU64::new(millis(limits.header_timeout)),
+            deadline_ms: AtomicU64::new(millis(limits.header)),
         }
     }
 
@@ -274,7 +498,7 @@ impl Watchdog {
     /// Bytes arrived: on an idle connection they start the next request head.
     fn bytes_received(&self) {
         if self.phase.load(Ordering::Acquire) == Phase::Idle as u8 {
-            self.enter(Phase::Head, self.limits.header_timeout);
+            self.enter(Phase::Head, self.limits.header);
         }
     }
 
@@ -283,7 +507,7 @@ impl Watchdog {
     }
 
     fn response_ready(&self) {
-        self.enter(Phase::Idle, self.limits.idle_timeout);
+        self.enter(Phase::Idle, self.limits.idle);
     }
 
     /// When the connection task should look again.
@@ -291,7 +515,7 @@ impl Watchdog {
         let phase = self.phase.load(Ordering::Acquire);
         let deadline = if phase == Phase::Busy as u8 {
             // The handler's end moves us to Idle; look again within a head timeout.
-            self.now_ms() + millis(self.limits.header_timeout)
+            self.now_ms() + millis(self.limits.header)
         } else {
             self.deadline_ms.load(Ordering::Relaxed)
         };
@@ -321,7 +545,7 @@ struct Guarded {
     tcp: TcpStream,
     watchdog: Arc<Watchdog>,
     /// Released when the socket is dropped (also after a WebSocket upgrade).
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
     /// hyper's own error answer, rewritten with a JSON body, being written.
     rewrite: Option<Rewrite>,
 }
@@ -532,12 +756,38 @@ mod tests {
         }
     }
 
-    fn limits() -> Limits {
-        Limits {
-            max_connections: 4,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+    fn limits() -> Timeouts {
+        Timeouts {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn an_address_gets_at_most_its_cap_and_trusted_proxies_are_not_counted() {
+        let counts = Arc::new(PerAddress {
+            max: 2,
+            exempt: Arc::from(vec![crate::config::parse_net("10.0.0.1").expect("a net")]),
+            open: Mutex::default(),
+        });
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        let a = PerAddress::take(&counts, ip("127.0.0.1")).expect("free");
+        let b = PerAddress::take(&counts, ip("::ffff:127.0.0.1")).expect("free");
+        assert!(a.is_some() && b.is_some());
+        assert!(PerAddress::take(&counts, ip("127.0.0.1")).is_err());
+        assert!(PerAddress::take(&counts, ip("127.0.0.2")).is_ok_and(|s| s.is_some()));
+        // One /64 is one address.
+        let v6 = PerAddress::take(&counts, ip("2001:db8::1")).expect("free");
+        let v6b = PerAddress::take(&counts, ip("2001:db8::ffff:2")).expect("free");
+        assert!(PerAddress::take(&counts, ip("2001:db8::3")).is_err());
+        assert!(PerAddress::take(&counts, ip("2001:db8:0:1::3")).is_ok());
+        for _ in 0..10 {
+            assert!(PerAddress::take(&counts, ip("10.0.0.1")).is_ok_and(|s| s.is_none()));
+        }
+        drop(a);
+        assert!(PerAddress::take(&counts, ip("127.0.0.1")).is_ok_and(|s| s.is_some()));
+        drop((b, v6, v6b));
     }
 
     #[tokio::test(start_paused = true)]

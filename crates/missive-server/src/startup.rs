@@ -71,6 +71,7 @@ impl Application {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        config.validate()?;
         let metrics = Arc::new(Metrics::default());
         let options = store::OpenOptions {
             startup_check: config.database_startup_check,
@@ -158,6 +159,9 @@ impl Application {
             auth_mode: config.auth_mode,
             token_ttl: config.token_ttl,
         });
+        let sockets = Arc::new(crate::gateway::UserSockets::new(
+            config.max_sockets_per_user,
+        ));
         let state = AppState {
             config: Arc::new(config),
             service: Arc::new(service),
@@ -166,6 +170,7 @@ impl Application {
             bus,
             gateway: Arc::new(Gateway {
                 presence,
+                sockets,
                 ..Gateway::new(registry)
             }),
         };
@@ -217,6 +222,8 @@ impl Application {
             auth_rate_limit = config.auth_rate_limit,
             log_level = %config.log_level,
             max_connections = config.max_connections,
+            max_connections_per_address = config.max_connections_per_address,
+            max_sockets_per_user = config.max_sockets_per_user,
             trusted_proxies = ?config.trusted_proxies,
             event_retention = %config
                 .event_retention
@@ -257,7 +264,10 @@ impl Application {
         let pruning = self.maintenance.clone().spawn(pruning_stop.clone());
         let limits = serve::Limits {
             max_connections: connection_budget(config.max_connections),
+            max_per_address: config.max_connections_per_address,
+            exempt: config.trusted_proxies.clone().into(),
             header_timeout: config.http_header_timeout,
+            body_timeout: config.http_body_timeout,
             idle_timeout: config.http_idle_timeout,
         };
         let router = http::router(self.state);

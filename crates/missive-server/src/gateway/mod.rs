@@ -4,7 +4,8 @@
 pub mod frames;
 mod session;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,6 +20,7 @@ use missive_protocol::ErrorBody;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 use crate::bus::Registry;
 use crate::http::auth::{Caller, Claim};
@@ -27,6 +29,8 @@ use crate::http::extract::ApiQuery;
 use crate::security::tokens::hash_token;
 use crate::state::AppState;
 
+/// `Retry-After` of a `/ws` upgrade refused at `MAX_SOCKETS_PER_USER`.
+pub const CAP_RETRY_AFTER_SECS: u64 = 5;
 /// Read buffer per connection: small, so that idle sockets stay cheap.
 const READ_BUFFER: usize = 1024;
 /// Bytes fed before the socket is written even without a flush.
@@ -53,6 +57,60 @@ pub struct Gateway {
     pub tracker: TaskTracker,
     /// Cluster-wide presence, kept only with push notifications and `REDIS_URL`.
     pub presence: Option<Arc<crate::push::ClusterPresence>>,
+    /// Open WebSockets per user on this node, for `MAX_SOCKETS_PER_USER`.
+    pub sockets: Arc<UserSockets>,
+}
+
+/// Open (or opening) WebSockets per user on this node, capped at `max`
+/// (0: no cap). A place is taken before the upgrade is answered and held
+/// until the session ends, so concurrent upgrades cannot overshoot the cap.
+#[derive(Default)]
+pub struct UserSockets {
+    max: usize,
+    open: Mutex<HashMap<Uuid, usize>>,
+}
+
+/// A user's place among its sockets; given back when dropped.
+pub struct SocketSlot {
+    sockets: Arc<UserSockets>,
+    user: Uuid,
+}
+
+impl UserSockets {
+    /// A cap of `max` sockets per user (0: none).
+    pub fn new(max: usize) -> Self {
+        UserSockets {
+            max,
+            open: Mutex::default(),
+        }
+    }
+
+    /// A place for one more socket of `user`, or `None` at the cap.
+    pub fn take(self: &Arc<Self>, user: Uuid) -> Option<SocketSlot> {
+        let mut open = self.open.lock().ok()?;
+        let n = open.entry(user).or_insert(0);
+        if self.max != 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(SocketSlot {
+            sockets: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.sockets.open.lock()
+            && let Some(n) = open.get_mut(&self.user)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Gateway {
@@ -152,6 +210,8 @@ pub(crate) struct Params {
         (status = 401, description = "`unauthorized`: no usable identity (no `token`/`userID`, an invalid, expired or revoked token, or a claim `AUTH_MODE` does not believe).", body = ErrorBody),
         (status = 403, description = "`forbidden`: `userID` names another user than the token's, or a browser `Origin` other than the server's own and `CORS_ORIGINS`.", body = ErrorBody),
         (status = 404, description = "`user_not_found`: the claimed `userID` is not registered.", body = ErrorBody),
+        (status = 429, description = "`too_many_connections`: the user already has `MAX_SOCKETS_PER_USER` (default 32) WebSockets open on this node.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying (5: time for another socket to close)."))),
     ),
     security(("bearerAuth" = []), ())
 )]
@@ -179,6 +239,14 @@ pub(crate) async fn upgrade(
         .await?
         .ok_or_else(|| ApiError::unauthorized("token= or userID= is required"))?;
     let upgrade = upgrade.map_err(|e| ApiError::invalid_request(e.body_text()))?;
+    // Taken before answering 101, held until the session ends.
+    let slot = state.gateway.sockets.take(user.id).ok_or_else(|| {
+        ApiError::new(
+            crate::service::ErrorCode::TooManyConnections,
+            "this user has too many open WebSockets on this node (MAX_SOCKETS_PER_USER)",
+        )
+        .with_retry_after(CAP_RETRY_AFTER_SECS)
+    })?;
     let tracker = state.gateway.tracker.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
@@ -187,15 +255,22 @@ pub(crate) async fn upgrade(
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| {
-            tracker.track_future(Box::pin(session::run(
-                socket, state, user, since, token_hash,
-            )))
+            tracker.track_future(Box::pin(async move {
+                let _slot = slot;
+                session::run(socket, state, user, since, token_hash).await;
+            }))
         }))
 }
 
 /// Whether a WebSocket upgrade may proceed: no `Origin` (not a browser),
 /// the server's own origin (`Origin` names the `Host` the request was sent
 /// to), or one of `allowed`.
+///
+/// "Same host" is no proof of a trusted page: after DNS rebinding, a page of
+/// another site has `Origin` and `Host` both naming that site. What a
+/// claimed `userID` needs beyond this check is a trusted `Host` (a loopback
+/// name or one of `ALLOWED_HOSTS`, see `http::auth::host_is_trusted`),
+/// which the identity decision requires under `AUTH_MODE=loopback`.
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(ORIGIN) else {
         return true;

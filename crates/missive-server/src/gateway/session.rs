@@ -87,6 +87,7 @@ pub async fn run(
         token: None,
         touched_at: now_ms(),
         touch_every_ms: ttl_ms(socket_touch_every(state.service.token_ttl())),
+        pinged_at: now_ms(),
         overflow: Arc::default(),
         too_big: Arc::default(),
     };
@@ -232,6 +233,8 @@ struct Writer {
     /// How often an open connection records a use of its token (ms): an
     /// open WebSocket keeps its token from expiring.
     touch_every_ms: i64,
+    /// When this connection last pinged its peer (ms).
+    pinged_at: i64,
     /// Fires when the connection's queue overflowed.
     overflow: Arc<Notify>,
     /// Set by the reader when the peer sent a message over the protocol
@@ -283,7 +286,11 @@ impl Writer {
         last_seen: &AtomicI64,
     ) -> anyhow::Result<()> {
         Box::pin(self.start(ready)).await?;
-        let mut ping = tokio::time::interval(PING_INTERVAL);
+        // One timer for the ping and the token's keep-alive: a token whose
+        // `TOKEN_TTL` is shorter than four pings is kept alive on its own
+        // schedule (a quarter of the TTL), not on the ping's.
+        let mut ping = tokio::time::interval(self.tick_every());
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
             let wake = tokio::select! {
@@ -396,21 +403,40 @@ impl Writer {
         self.flush().await
     }
 
-    /// Pings the peer; `false` (after closing) when it has been silent too long.
-    async fn ping(&mut self, last_seen: &AtomicI64) -> anyhow::Result<bool> {
-        let silent_ms = now_ms() - last_seen.load(Ordering::Relaxed);
-        if silent_ms > IDLE_TIMEOUT.as_millis() as i64 {
-            self.close(GOING_AWAY, "idle timeout").await;
-            return Ok(false);
+    /// The period of the connection's timer: the ping's, or the token's
+    /// keep-alive when that is more frequent.
+    fn tick_every(&self) -> Duration {
+        match self.token {
+            Some(_) => PING_INTERVAL.min(Duration::from_millis(
+                u64::try_from(self.touch_every_ms).unwrap_or(0).max(100),
+            )),
+            None => PING_INTERVAL,
         }
-        timed(
-            &self.overflow,
-            self.sink.send(Message::Ping(Default::default())),
-        )
-        .await?;
+    }
+
+    /// On the connection's timer: pings the peer when a ping is due, and
+    /// records a use of the token when one is due; `false` (after closing)
+    /// when the peer has been silent too long.
+    async fn ping(&mut self, last_seen: &AtomicI64) -> anyhow::Result<bool> {
+        // A tick may come a little early: a tenth of the period is slack.
+        let slack = |every: i64| every - every / 10;
+        let ping_every = PING_INTERVAL.as_millis() as i64;
+        if now_ms() - self.pinged_at >= slack(ping_every) {
+            let silent_ms = now_ms() - last_seen.load(Ordering::Relaxed);
+            if silent_ms > IDLE_TIMEOUT.as_millis() as i64 {
+                self.close(GOING_AWAY, "idle timeout").await;
+                return Ok(false);
+            }
+            timed(
+                &self.overflow,
+                self.sink.send(Message::Ping(Default::default())),
+            )
+            .await?;
+            self.pinged_at = now_ms();
+        }
         let now = now_ms();
         if let Some(token) = &self.token
-            && now - self.touched_at >= self.touch_every_ms
+            && now - self.touched_at >= slack(self.touch_every_ms)
         {
             self.service.keep_token_alive(&token.hash);
             self.touched_at = now;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, HOST, USER_AGENT};
 use axum::http::request::Parts;
 use missive_protocol::openapi::PhoneNumber;
 use serde::Deserialize;
@@ -32,8 +32,82 @@ impl FromRequestParts<AppState> for Caller {
                 None => Caller::malformed(peer),
             },
         };
-        Ok(caller.with_user_agent(parts.headers.get(USER_AGENT).map(|v| v.as_bytes())))
+        let trusted_host = request_host(parts)
+            .is_some_and(|host| host_is_trusted(host, &state.config.allowed_hosts));
+        Ok(caller
+            .with_user_agent(parts.headers.get(USER_AGENT).map(|v| v.as_bytes()))
+            .with_trusted_host(trusted_host))
     }
+}
+
+/// The host the request was addressed to: the authority of an absolute-form
+/// target, or else the one `Host` header (none, or several: `None`).
+fn request_host(parts: &Parts) -> Option<&str> {
+    if let Some(authority) = parts.uri.authority() {
+        return Some(authority.as_str());
+    }
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let host = hosts.next()?;
+    if hosts.next().is_some() {
+        return None;
+    }
+    host.to_str().ok()
+}
+
+/// Whether a `Host` value (`name`, `name:port`, `[v6]:port`) names this
+/// machine's loopback — `localhost`, an address of 127.0.0.0/8, `[::1]` —
+/// or one of `allowed` (`ALLOWED_HOSTS`: exact names, or `.example.com` for
+/// that domain and its subdomains), whatever the port. A name that resolves
+/// to 127.0.0.1 is not enough: anyone can point their domain at it (DNS
+/// rebinding), so only names that cannot be rebound, or that the operator
+/// listed, are trusted.
+pub fn host_is_trusted(host: &str, allowed: &[String]) -> bool {
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    let loopback = name == "localhost"
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    loopback
+        || allowed.iter().any(|entry| match entry.strip_prefix('.') {
+            Some(domain) => {
+                name == domain
+                    || name
+                        .strip_suffix(domain)
+                        .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1)
+            }
+            None => name == *entry,
+        })
+}
+
+/// The name (or address, without brackets) of a `Host` value, lower-cased,
+/// without its port and a final dot; `None` when it is malformed.
+fn host_name(host: &str) -> Option<String> {
+    let host = host.trim();
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let (v6, after) = rest.split_once(']')?;
+            v6.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                after => Some(after.strip_prefix(':')?),
+            };
+            (v6, port)
+        }
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.contains(['/', '@', ' ', '\\']) {
+        return None;
+    }
+    Some(name.to_ascii_lowercase())
 }
 
 /// The client's address: the peer's, unless the peer is a trusted proxy, in
@@ -183,6 +257,46 @@ mod tests {
         assert_eq!(via(&[("forwarded", "for=192.0.2.60:8080")]), "192.0.2.60");
         // No header: the proxy itself.
         assert_eq!(via(&[]), "127.0.0.1");
+    }
+
+    #[test]
+    fn only_loopback_and_allowed_hosts_are_trusted() {
+        let allowed = vec!["chat.internal".to_owned(), ".dev.example".to_owned()];
+        for host in [
+            "localhost",
+            "LocalHost:8080",
+            "localhost.:80",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.8.9.10:1",
+            "[::1]",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+            "chat.internal:8080",
+            "dev.example",
+            "a.b.dev.example:443",
+        ] {
+            assert!(host_is_trusted(host, &allowed), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "evildev.example",
+            "chat.internal.evil",
+            "10.0.0.1:80",
+            "[2001:db8::1]:80",
+            "",
+            ":80",
+            "localhost:",
+            "localhost:80x",
+            "[::1",
+            "user@localhost",
+        ] {
+            assert!(!host_is_trusted(host, &allowed), "{host}");
+        }
+        assert!(!host_is_trusted("chat.internal", &[]));
     }
 
     #[test]

@@ -122,19 +122,38 @@ async fn method_not_allowed() -> ApiError {
 /// Largest total size of the request headers.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// 431 when the request headers are larger than [`MAX_HEADER_BYTES`].
+/// 431 when the request headers are larger than [`MAX_HEADER_BYTES`], or
+/// the whole head (request line and headers) larger than
+/// [`crate::serve::MAX_READ_BUFFER`]: hyper's own check of the read buffer
+/// is approximate (one read may bring in more than the buffer's bound, and
+/// a head that arrived whole is then parsed), so a long URL is caught here.
+/// The connection is closed after the answer, as after hyper's own 431.
 async fn limit_headers(request: Request, next: Next) -> Response {
-    let size: usize = request
+    let headers: usize = request
         .headers()
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    if size > MAX_HEADER_BYTES {
-        return ApiError::new(
-            ErrorCode::HeadersTooLarge,
-            "the request headers are larger than 16 KiB",
-        )
-        .into_response();
+    let uri = request.uri();
+    // `METHOD <target> HTTP/1.1\r\n`
+    let request_line = request.method().as_str().len()
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n ".len();
+    let refusal = if headers > MAX_HEADER_BYTES {
+        Some("the request headers are larger than 16 KiB")
+    } else if request_line + headers + 2 > crate::serve::MAX_READ_BUFFER {
+        Some("the request head (request line and headers) is larger than 32 KiB")
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        let mut response = ApiError::new(ErrorCode::HeadersTooLarge, message).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
     next.run(request).await
 }

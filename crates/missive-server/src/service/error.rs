@@ -53,6 +53,10 @@ pub enum ErrorCode {
     UriTooLong,
     /// Over a rate limit.
     RateLimited,
+    /// A request body that did not arrive within `HTTP_BODY_TIMEOUT`.
+    RequestTimeout,
+    /// Over a connection cap (`MAX_SOCKETS_PER_USER`, `MAX_CONNECTIONS_PER_ADDRESS`).
+    TooManyConnections,
     /// The SMS gateway did not take the login code.
     CodeDeliveryFailed,
     /// A bug; details only in the server log.
@@ -87,6 +91,8 @@ impl ErrorCode {
             HeadersTooLarge => "headers_too_large",
             UriTooLong => "uri_too_long",
             RateLimited => "rate_limited",
+            RequestTimeout => "request_timeout",
+            TooManyConnections => "too_many_connections",
             CodeDeliveryFailed => "code_delivery_failed",
             Internal => "internal",
             Unavailable => "unavailable",
@@ -192,7 +198,13 @@ impl Error {
         self.cause.as_deref()
     }
 
-    /// Seconds to wait before retrying, for `rate_limited`.
+    /// The same error, telling the client to retry in `secs` (at least 1).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// Seconds to wait before retrying, for `rate_limited` and `too_many_connections`.
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }

@@ -5,7 +5,7 @@
 //! | mode       | token    | claim / anonymous sandbox access       |
 //! |------------|----------|----------------------------------------|
 //! | `open`     | accepted | from anyone                            |
-//! | `loopback` | accepted | from loopback peers only, else 401     |
+//! | `loopback` | accepted | from loopback peers to a trusted `Host` only, else 401 |
 //! | `required` | required | never: 401 without a valid token       |
 //!
 //! A token always wins; a claim naming someone else than the token's user is a 403.
@@ -45,11 +45,18 @@ pub fn clean_user_agent(raw: &[u8]) -> Option<String> {
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
-/// Whether a peer may use claimed identity (and anonymous sandbox access) under `mode`.
-pub fn claims_allowed(mode: AuthMode, peer: Option<SocketAddr>) -> bool {
+/// Whether a peer may use claimed identity (and anonymous sandbox access)
+/// under `mode`. `trusted_host` says whether the request was addressed to a
+/// loopback name or address, or to one of `ALLOWED_HOSTS`: under `loopback`
+/// a claim needs both that and a loopback peer, so that a page of another
+/// site whose name resolves to 127.0.0.1 (DNS rebinding) cannot make the
+/// browser on this machine claim an identity. `open` believes anyone.
+pub fn claims_allowed(mode: AuthMode, peer: Option<SocketAddr>, trusted_host: bool) -> bool {
     match mode {
         AuthMode::Open => true,
-        AuthMode::Loopback => peer.is_some_and(|p| p.ip().to_canonical().is_loopback()),
+        AuthMode::Loopback => {
+            trusted_host && peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
+        }
         AuthMode::Required => false,
     }
 }
@@ -61,6 +68,8 @@ pub struct Caller {
     malformed_authorization: bool,
     peer: Option<SocketAddr>,
     user_agent: Option<String>,
+    /// The request's `Host` is a loopback name or address, or in `ALLOWED_HOSTS`.
+    trusted_host: bool,
 }
 
 /// A claimed identity: a phone number, or (on `/ws`) a user id or phone number.
@@ -73,13 +82,15 @@ pub enum Claim<'a> {
 }
 
 impl Caller {
-    /// A caller with a token or none, from `peer`.
+    /// A caller with a token or none, from `peer`, to an untrusted `Host`
+    /// (see [`Caller::with_trusted_host`]).
     pub fn new(token: Option<String>, peer: Option<SocketAddr>) -> Self {
         Caller {
             token,
             malformed_authorization: false,
             peer,
             user_agent: None,
+            trusted_host: false,
         }
     }
 
@@ -90,7 +101,15 @@ impl Caller {
             malformed_authorization: true,
             peer,
             user_agent: None,
+            trusted_host: false,
         }
+    }
+
+    /// The same caller, whose request named (`trusted`) or did not name a
+    /// trusted `Host`: a loopback name or address, or one of `ALLOWED_HOSTS`.
+    pub fn with_trusted_host(mut self, trusted: bool) -> Self {
+        self.trusted_host = trusted;
+        self
     }
 
     /// The same caller, with its `User-Agent` header (raw bytes; cleaned
@@ -222,9 +241,12 @@ impl Service {
             }
             return Ok(Some(user));
         }
-        if !claims_allowed(self.auth_mode, caller.peer) {
+        if !claims_allowed(self.auth_mode, caller.peer, caller.trusted_host) {
             return Err(Error::unauthorized(match self.auth_mode {
                 AuthMode::Required => "a bearer token is required",
+                _ if !caller.trusted_host => {
+                    "a bearer token is required: the Host is neither a loopback name nor in ALLOWED_HOSTS"
+                }
                 _ => "a bearer token is required from a non-loopback address",
             }));
         }
@@ -340,7 +362,14 @@ mod tests {
             "[::1]:5000",
             "[::ffff:127.0.0.1]:80",
         ] {
-            assert!(claims_allowed(AuthMode::Loopback, addr(peer)), "{peer}");
+            assert!(
+                claims_allowed(AuthMode::Loopback, addr(peer), true),
+                "{peer}"
+            );
+            assert!(
+                !claims_allowed(AuthMode::Loopback, addr(peer), false),
+                "{peer} to a foreign Host"
+            );
         }
         for peer in [
             "10.0.0.5:5000",
@@ -348,9 +377,12 @@ mod tests {
             "[2001:db8::1]:443",
             "[::ffff:10.0.0.1]:80",
         ] {
-            assert!(!claims_allowed(AuthMode::Loopback, addr(peer)), "{peer}");
+            assert!(
+                !claims_allowed(AuthMode::Loopback, addr(peer), true),
+                "{peer}"
+            );
         }
-        assert!(!claims_allowed(AuthMode::Loopback, None));
+        assert!(!claims_allowed(AuthMode::Loopback, None, true));
     }
 
     #[test]
@@ -375,7 +407,11 @@ mod tests {
 
     #[test]
     fn open_believes_everyone_and_required_nobody() {
-        assert!(claims_allowed(AuthMode::Open, addr("203.0.113.9:1")));
-        assert!(!claims_allowed(AuthMode::Required, addr("127.0.0.1:1")));
+        assert!(claims_allowed(AuthMode::Open, addr("203.0.113.9:1"), false));
+        assert!(!claims_allowed(
+            AuthMode::Required,
+            addr("127.0.0.1:1"),
+            true
+        ));
     }
 }

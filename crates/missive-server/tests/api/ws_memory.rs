@@ -63,6 +63,9 @@ async fn start(dir: &Path) -> (Server, Client) {
         .env("AUTH_MODE", "open")
         .env("SEND_RATE_LIMIT", "0")
         .env("AUTH_RATE_LIMIT", "0")
+        // 2,000 sockets of 5 users, all from 127.0.0.1.
+        .env("MAX_CONNECTIONS_PER_ADDRESS", "0")
+        .env("MAX_SOCKETS_PER_USER", "0")
         .env("LOG_LEVEL", "WARN")
         .env_remove("REDIS_URL")
         .stdout(Stdio::null())
