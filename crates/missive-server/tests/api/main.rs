@@ -25,6 +25,7 @@ mod migrations;
 mod openapi;
 mod pagination;
 mod pg_outage;
+mod pg_stall;
 mod proxies;
 mod push;
 mod rate_limit_recovery;
