@@ -13,6 +13,7 @@ mod client_live;
 mod cluster;
 mod connections;
 mod cors;
+mod disk_full;
 mod durability;
 mod errors;
 mod health;
