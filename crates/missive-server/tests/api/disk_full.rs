@@ -81,7 +81,9 @@ async fn a_full_disk_is_unready_at_once_and_reads_keep_working() {
     let disk = match Tmpfs::mount("4m") {
         Ok(disk) => disk,
         Err(e) => {
-            loud(&format!("skipped: cannot mount a tmpfs for the full-disk test: {e}"));
+            loud(&format!(
+                "skipped: cannot mount a tmpfs for the full-disk test: {e}"
+            ));
             return;
         }
     };

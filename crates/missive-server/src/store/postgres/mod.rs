@@ -244,8 +244,7 @@ async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
     // A migration may run (or wait for another node's) longer than the
     // server-side timeouts of ordinary statements.
-    tx.batch_execute("SET LOCAL statement_timeout = 0")
-        .await?;
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     // Nodes starting at once take turns; the second finds the work done.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -346,7 +345,8 @@ impl Store for PgStore {
     }
 
     async fn user_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<User>> {
-        bounded!(self, |client| sql::user_by_phone(&client, phone.as_str()).await)
+        bounded!(self, |client| sql::user_by_phone(&client, phone.as_str())
+            .await)
     }
 
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
@@ -354,7 +354,8 @@ impl Store for PgStore {
     }
 
     async fn session_by_token(&self, token_hash: &str) -> StoreResult<Option<TokenSession>> {
-        bounded!(self, |client| sql::session_by_token(&client, token_hash).await)
+        bounded!(self, |client| sql::session_by_token(&client, token_hash)
+            .await)
     }
 
     async fn add_token(
@@ -373,7 +374,8 @@ impl Store for PgStore {
     }
 
     async fn touch_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
-        bounded!(self, |client| sql::touch_token(&client, token_hash, at).await)
+        bounded!(self, |client| sql::touch_token(&client, token_hash, at)
+            .await)
     }
 
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
@@ -381,7 +383,8 @@ impl Store for PgStore {
     }
 
     async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>> {
-        bounded!(self, |client| sql::list_sessions(&client, user, used_since).await)
+        bounded!(self, |client| sql::list_sessions(&client, user, used_since)
+            .await)
     }
 
     async fn revoke_session(
@@ -390,11 +393,15 @@ impl Store for PgStore {
         id: Uuid,
         used_since: i64,
     ) -> StoreResult<Option<String>> {
-        bounded!(self, |client| sql::revoke_session(&client, user, id, used_since).await)
+        bounded!(self, |client| sql::revoke_session(
+            &client, user, id, used_since
+        )
+        .await)
     }
 
     async fn prune_tokens(&self, unused_since: i64) -> StoreResult<u64> {
-        bounded!(self, |client| sql::prune_tokens(&client, unused_since).await)
+        bounded!(self, |client| sql::prune_tokens(&client, unused_since)
+            .await)
     }
 
     async fn prune_login_codes(&self, now: i64) -> StoreResult<u64> {
@@ -406,7 +413,8 @@ impl Store for PgStore {
     }
 
     async fn redeem_login_code(&self, attempt: CodeAttempt) -> StoreResult<Redeemed> {
-        bounded!(self, |client| sql::redeem_login_code(&mut client, &attempt).await)
+        bounded!(self, |client| sql::redeem_login_code(&mut client, &attempt)
+            .await)
     }
 
     async fn create_chat(
@@ -421,7 +429,8 @@ impl Store for PgStore {
     }
 
     async fn chat(&self, chat_id: Uuid, viewer: Option<Uuid>) -> StoreResult<ChatView> {
-        bounded!(self, |client| sql::chat_view(&client, chat_id, viewer).await)
+        bounded!(self, |client| sql::chat_view(&client, chat_id, viewer)
+            .await)
     }
 
     async fn list_chats(&self, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>> {
@@ -491,7 +500,14 @@ impl Store for PgStore {
         message_id: Uuid,
         status: MessageStatus,
     ) -> StoreResult<Receipt> {
-        bounded!(self, |client| sql::mark_status(&mut client, chat_id, user, message_id, status).await)
+        bounded!(self, |client| sql::mark_status(
+            &mut client,
+            chat_id,
+            user,
+            message_id,
+            status
+        )
+        .await)
     }
 
     async fn event_cursor(&self, user: Uuid) -> StoreResult<i64> {
@@ -504,7 +520,10 @@ impl Store for PgStore {
         cursor: i64,
         limit: u32,
     ) -> StoreResult<Vec<(i64, Event)>> {
-        bounded!(self, |client| sql::events_since(&client, user, cursor, limit).await)
+        bounded!(self, |client| sql::events_since(
+            &client, user, cursor, limit
+        )
+        .await)
     }
 
     async fn event_log(&self, user: Uuid) -> StoreResult<EventLog> {
@@ -512,7 +531,12 @@ impl Store for PgStore {
     }
 
     async fn prune_events(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
-        bounded!(self, |client| sql::prune_events(&mut client, cutoff_ms, limit).await)
+        bounded!(self, |client| sql::prune_events(
+            &mut client,
+            cutoff_ms,
+            limit
+        )
+        .await)
     }
 
     async fn claim_pushes(

@@ -121,13 +121,16 @@ async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>, metrics: WriterMetrics)
                     // was sent to it, so failing them stores nothing twice.
                     let mut failed = 0usize;
                     while let Ok(job) = inbox.try_recv() {
-                        let _ = job.reply.send(Err(StoreError::Unavailable(format!(
-                            "not stored: {e}"
-                        ))));
+                        let _ = job
+                            .reply
+                            .send(Err(StoreError::Unavailable(format!("not stored: {e}"))));
                         failed += 1;
                     }
                     if failed > 0 {
-                        tracing::warn!(sends = failed, "failed the sends queued behind a stalled batch");
+                        tracing::warn!(
+                            sends = failed,
+                            "failed the sends queued behind a stalled batch"
+                        );
                     }
                 }
             }
@@ -181,7 +184,6 @@ async fn apply(
     client: &mut deadpool_postgres::Client,
     batch: &[&NewMessage],
 ) -> StoreResult<Vec<StoreResult<Sent>>> {
-
     // Phase 1a: idempotency keys first, before the target is checked, so that
     // a retry of a stored send gets its original even if its chat could no
     // longer take it, and a reused key creates no 1:1 chat. (A send stored

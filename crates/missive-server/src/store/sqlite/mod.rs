@@ -435,7 +435,9 @@ impl Store for SqliteStore {
             .submit(move |conn, cache| sql::send_message(conn, cache, &new))
             .await?;
         let health = self.health.clone();
-        Ok(Box::pin(async move { health.observe_write(committed.await) }))
+        Ok(Box::pin(
+            async move { health.observe_write(committed.await) },
+        ))
     }
 
     async fn list_messages(
