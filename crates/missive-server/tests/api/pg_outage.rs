@@ -65,7 +65,7 @@ impl Drop for Proxy {
 }
 
 /// Where PostgreSQL listens, and the URL of `db` through `proxy` instead.
-fn upstream_and_url(db: &TestDb, proxy: SocketAddr) -> (SocketAddr, String) {
+pub(crate) fn upstream_and_url(db: &TestDb, proxy: SocketAddr) -> (SocketAddr, String) {
     let config: tokio_postgres::Config = db.url().parse().expect("a PostgreSQL URL");
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
@@ -89,7 +89,7 @@ fn upstream_and_url(db: &TestDb, proxy: SocketAddr) -> (SocketAddr, String) {
 }
 
 /// Retries `probe` every 200 ms until it is true, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -14,6 +14,8 @@ mod writer;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use missive_protocol::{Chat, Message, MessageStatus, User};
@@ -53,6 +55,21 @@ const MIGRATIONS: &[&str] = &[
 /// recycled one before the store answers `Unavailable` (HTTP 503).
 const WAIT: Duration = Duration::from_secs(5);
 
+/// Client-side deadline of one store call (taking a connection included)
+/// and of one batch of the send writer. A database that keeps its sockets
+/// open but stops answering (stalled, partitioned) is only noticed this way:
+/// past it the call fails with `Unavailable` and its connection is closed,
+/// never handed back to the pool mid-protocol.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(5);
+
+/// Server-side `statement_timeout` and `idle_in_transaction_session_timeout`
+/// of every connection (set at connect, through the `options` startup
+/// parameter, before any the URL sets): they end the statements and release
+/// the locks of a client that gave up, which the server cannot otherwise tell
+/// from a slow one. Longer than [`DEADLINE`], so that the client's deadline
+/// answers first.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Key of the advisory lock that serializes migrations of nodes starting together.
 const MIGRATION_LOCK: i64 = 0x006d_6973_7369_7665; // "missive" in ASCII
 
@@ -82,8 +99,9 @@ impl PgStore {
         })
     }
 
-    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
-        Ok(self.pool.get().await?)
+    /// A pooled connection, waited for until `deadline` at most.
+    async fn client_until(&self, deadline: Instant) -> StoreResult<deadpool_postgres::Client> {
+        client_until(&self.pool, deadline).await
     }
 
     fn writer(&self) -> StoreResult<WriterHandle> {
@@ -95,15 +113,68 @@ impl PgStore {
     }
 }
 
+/// A connection of `pool`, waited for (free slot, connect or recycle) until
+/// `deadline` at most; `Unavailable` otherwise.
+pub(crate) async fn client_until(
+    pool: &Pool,
+    deadline: Instant,
+) -> StoreResult<deadpool_postgres::Client> {
+    match tokio::time::timeout_at(deadline, pool.get()).await {
+        Ok(client) => Ok(client?),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no PostgreSQL connection within {DEADLINE:?}"
+        ))),
+    }
+}
+
+/// Closes a connection whose call missed its deadline (it may be mid-protocol,
+/// or its server stalled) instead of returning it to the pool, and returns
+/// the error of that call.
+pub(crate) fn stalled(client: deadpool_postgres::Client) -> StoreError {
+    // Detached from the pool; dropping it aborts its connection task, which
+    // closes the socket.
+    drop(deadpool_postgres::Object::take(client));
+    StoreError::Unavailable(format!("PostgreSQL did not answer within {DEADLINE:?}"))
+}
+
+/// Runs `$body` (an expression that may use `$client`, a pooled connection)
+/// within [`DEADLINE`], taking the connection included; past it the call is
+/// `Unavailable` and the connection is closed (see [`stalled`]).
+macro_rules! bounded {
+    ($store:expr, |$client:ident| $body:expr) => {{
+        let deadline = Instant::now() + DEADLINE;
+        #[allow(unused_mut)]
+        let mut $client = $store.client_until(deadline).await?;
+        let outcome: Result<StoreResult<_>, _> =
+            tokio::time::timeout_at(deadline, async { $body }).await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(stalled($client)),
+        }
+    }};
+}
+
 /// A pool of `pool_size` connections to `url` (none is opened yet).
 fn pool(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?;
+    let server_ms = SERVER_TIMEOUT.as_millis();
+    let options = format!(
+        "-c statement_timeout={server_ms} -c idle_in_transaction_session_timeout={server_ms}"
+    );
+    // The URL's own options come after ours, so that they win.
+    let options = match config.get_options() {
+        Some(own) if !own.trim().is_empty() => format!("{options} {own}"),
+        _ => options,
+    };
     config
+        .options(options)
         .connect_timeout(WAIT)
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
         // A query sent into a silent network (no reset, no answer) fails
         // after this instead of hanging: the store is then Unavailable.
         .tcp_user_timeout(Duration::from_secs(15))
@@ -171,6 +242,9 @@ async fn migrate(pool: &Pool) -> anyhow::Result<()> {
         // names the redacted URL and scrubs the text.
         .map_err(|e| anyhow::Error::new(e).context("cannot connect to PostgreSQL"))?;
     let tx = client.transaction().await?;
+    // A migration may run (or wait for another node's) longer than the
+    // server-side timeouts of ordinary statements.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     // Nodes starting at once take turns; the second finds the work done.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -259,25 +333,29 @@ impl From<PoolError> for StoreError {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await?;
-        Ok(())
+        bounded!(self, |client| client
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(StoreError::from))
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
-        sql::insert_user(&mut self.client().await?, &new).await
+        bounded!(self, |client| sql::insert_user(&mut client, &new).await)
     }
 
     async fn user_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<User>> {
-        sql::user_by_phone(&self.client().await?, phone.as_str()).await
+        bounded!(self, |client| sql::user_by_phone(&client, phone.as_str())
+            .await)
     }
 
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
-        sql::user_by_id(&self.client().await?, id).await
+        bounded!(self, |client| sql::user_by_id(&client, id).await)
     }
 
     async fn session_by_token(&self, token_hash: &str) -> StoreResult<Option<TokenSession>> {
-        sql::session_by_token(&self.client().await?, token_hash).await
+        bounded!(self, |client| sql::session_by_token(&client, token_hash)
+            .await)
     }
 
     async fn add_token(
@@ -286,25 +364,27 @@ impl Store for PgStore {
         token_hash: String,
         user_agent: Option<String>,
     ) -> StoreResult<()> {
-        sql::add_token(
-            &self.client().await?,
+        bounded!(self, |client| sql::add_token(
+            &client,
             user,
             &token_hash,
             user_agent.as_deref(),
         )
-        .await
+        .await)
     }
 
     async fn touch_token(&self, token_hash: &str, at: i64) -> StoreResult<()> {
-        sql::touch_token(&self.client().await?, token_hash, at).await
+        bounded!(self, |client| sql::touch_token(&client, token_hash, at)
+            .await)
     }
 
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
-        sql::revoke_token(&self.client().await?, token_hash).await
+        bounded!(self, |client| sql::revoke_token(&client, token_hash).await)
     }
 
     async fn list_sessions(&self, user: Uuid, used_since: i64) -> StoreResult<Vec<SessionRecord>> {
-        sql::list_sessions(&self.client().await?, user, used_since).await
+        bounded!(self, |client| sql::list_sessions(&client, user, used_since)
+            .await)
     }
 
     async fn revoke_session(
@@ -313,23 +393,28 @@ impl Store for PgStore {
         id: Uuid,
         used_since: i64,
     ) -> StoreResult<Option<String>> {
-        sql::revoke_session(&self.client().await?, user, id, used_since).await
+        bounded!(self, |client| sql::revoke_session(
+            &client, user, id, used_since
+        )
+        .await)
     }
 
     async fn prune_tokens(&self, unused_since: i64) -> StoreResult<u64> {
-        sql::prune_tokens(&self.client().await?, unused_since).await
+        bounded!(self, |client| sql::prune_tokens(&client, unused_since)
+            .await)
     }
 
     async fn prune_login_codes(&self, now: i64) -> StoreResult<u64> {
-        sql::prune_login_codes(&self.client().await?, now).await
+        bounded!(self, |client| sql::prune_login_codes(&client, now).await)
     }
 
     async fn put_login_code(&self, code: LoginCode) -> StoreResult<()> {
-        sql::put_login_code(&self.client().await?, &code).await
+        bounded!(self, |client| sql::put_login_code(&client, &code).await)
     }
 
     async fn redeem_login_code(&self, attempt: CodeAttempt) -> StoreResult<Redeemed> {
-        sql::redeem_login_code(&mut self.client().await?, &attempt).await
+        bounded!(self, |client| sql::redeem_login_code(&mut client, &attempt)
+            .await)
     }
 
     async fn create_chat(
@@ -337,17 +422,19 @@ impl Store for PgStore {
         participants: Vec<Uuid>,
         viewer: Option<Uuid>,
     ) -> StoreResult<(ChatView, bool)> {
-        let mut client = self.client().await?;
-        let (id, created) = sql::ensure_chat(&mut client, &participants).await?;
-        Ok((sql::chat_view(&client, id, viewer).await?, created))
+        bounded!(self, |client| {
+            let (id, created) = sql::ensure_chat(&mut client, &participants).await?;
+            Ok((sql::chat_view(&client, id, viewer).await?, created))
+        })
     }
 
     async fn chat(&self, chat_id: Uuid, viewer: Option<Uuid>) -> StoreResult<ChatView> {
-        sql::chat_view(&self.client().await?, chat_id, viewer).await
+        bounded!(self, |client| sql::chat_view(&client, chat_id, viewer)
+            .await)
     }
 
     async fn list_chats(&self, user: Uuid, query: ChatQuery) -> StoreResult<Page<Chat>> {
-        sql::list_chats(&self.client().await?, user, query).await
+        bounded!(self, |client| sql::list_chats(&client, user, query).await)
     }
 
     async fn queue_message(&self, new: NewMessage) -> StoreResult<Committing<Sent>> {
@@ -360,8 +447,18 @@ impl Store for PgStore {
         viewer: Option<Uuid>,
         query: MessageQuery,
     ) -> StoreResult<(Page<Message>, Option<Receipt>)> {
-        let mut client = self.client().await?;
-        let (mut page, members) = sql::list_messages(&client, chat_id, viewer, query).await?;
+        // One deadline for the read and the delivered mark.
+        let deadline = Instant::now() + DEADLINE;
+        let mut client = self.client_until(deadline).await?;
+        let read = tokio::time::timeout_at(
+            deadline,
+            sql::list_messages(&client, chat_id, viewer, query),
+        )
+        .await;
+        let (mut page, members) = match read {
+            Ok(read) => read?,
+            Err(_) => return Err(stalled(client)),
+        };
         // A recipient reading the page has received it: move their delivered watermark.
         let Some(viewer) = viewer else {
             return Ok((page, None));
@@ -369,17 +466,31 @@ impl Store for PgStore {
         let Some(newest) = chat::newest_undelivered(&page.items, &members, viewer) else {
             return Ok((page, None));
         };
-        let receipt = sql::mark_status(
-            &mut client,
-            chat_id,
-            viewer,
-            newest,
-            MessageStatus::Delivered,
-        )
-        .await?;
-        let members = sql::members(&client, chat_id).await?;
-        chat::refresh_statuses(&mut page.items, &members);
-        Ok((page, Some(receipt)))
+        let marked = tokio::time::timeout_at(deadline, async {
+            let receipt = sql::mark_status(
+                &mut client,
+                chat_id,
+                viewer,
+                newest,
+                MessageStatus::Delivered,
+            )
+            .await?;
+            Ok::<_, StoreError>((receipt, sql::members(&client, chat_id).await?))
+        })
+        .await;
+        let failure = match marked {
+            Ok(Ok((receipt, members))) => {
+                chat::refresh_statuses(&mut page.items, &members);
+                return Ok((page, Some(receipt)));
+            }
+            Ok(Err(StoreError::Unavailable(e))) => e,
+            Ok(Err(other)) => return Err(other),
+            Err(_) => stalled(client).to_string(),
+        };
+        // The read succeeded: answer it, with the statuses as stored. The
+        // next listing (or receipt) that commits moves the watermark.
+        tracing::warn!(error = %failure, "listed messages, but could not mark them delivered");
+        Ok((page, None))
     }
 
     async fn mark_status(
@@ -389,11 +500,18 @@ impl Store for PgStore {
         message_id: Uuid,
         status: MessageStatus,
     ) -> StoreResult<Receipt> {
-        sql::mark_status(&mut self.client().await?, chat_id, user, message_id, status).await
+        bounded!(self, |client| sql::mark_status(
+            &mut client,
+            chat_id,
+            user,
+            message_id,
+            status
+        )
+        .await)
     }
 
     async fn event_cursor(&self, user: Uuid) -> StoreResult<i64> {
-        sql::event_cursor(&self.client().await?, user).await
+        bounded!(self, |client| sql::event_cursor(&client, user).await)
     }
 
     async fn events_since(
@@ -402,15 +520,23 @@ impl Store for PgStore {
         cursor: i64,
         limit: u32,
     ) -> StoreResult<Vec<(i64, Event)>> {
-        sql::events_since(&self.client().await?, user, cursor, limit).await
+        bounded!(self, |client| sql::events_since(
+            &client, user, cursor, limit
+        )
+        .await)
     }
 
     async fn event_log(&self, user: Uuid) -> StoreResult<EventLog> {
-        sql::event_log(&self.client().await?, user).await
+        bounded!(self, |client| sql::event_log(&client, user).await)
     }
 
     async fn prune_events(&self, cutoff_ms: i64, limit: u32) -> StoreResult<u64> {
-        sql::prune_events(&mut self.client().await?, cutoff_ms, limit).await
+        bounded!(self, |client| sql::prune_events(
+            &mut client,
+            cutoff_ms,
+            limit
+        )
+        .await)
     }
 
     async fn claim_pushes(
@@ -421,8 +547,8 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<PendingPush>> {
         // SKIP LOCKED: dispatchers of several nodes claiming at once each
         // take other rows instead of waiting for (and re-sending) the same.
-        let rows = sql::query(
-            &self.client().await?,
+        let rows = bounded!(self, |client| sql::query(
+            &client,
             "UPDATE push_outbox p SET attempts = p.attempts + 1, next_attempt_at = $1
              FROM (SELECT id FROM push_outbox WHERE next_attempt_at <= $2
                    ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
@@ -430,7 +556,8 @@ impl Store for PgStore {
              RETURNING p.id, p.user_id, p.chat_id, p.message_id, p.sender, p.preview, p.attempts",
             &[&lease_until, &now, &i64::from(limit)],
         )
-        .await?;
+        .await
+        .map_err(StoreError::from))?;
         rows.iter()
             .map(|row| {
                 Ok(PendingPush {
@@ -447,12 +574,13 @@ impl Store for PgStore {
     }
 
     async fn next_push_due(&self) -> StoreResult<Option<i64>> {
-        let row = sql::query_opt(
-            &self.client().await?,
+        let row = bounded!(self, |client| sql::query_opt(
+            &client,
             "SELECT MIN(next_attempt_at) FROM push_outbox",
             &[],
         )
-        .await?;
+        .await
+        .map_err(StoreError::from))?;
         Ok(match row {
             Some(row) => row.try_get(0)?,
             None => None,
@@ -460,22 +588,24 @@ impl Store for PgStore {
     }
 
     async fn remove_push(&self, id: i64) -> StoreResult<()> {
-        sql::execute(
-            &self.client().await?,
+        bounded!(self, |client| sql::execute(
+            &client,
             "DELETE FROM push_outbox WHERE id = $1",
             &[&id],
         )
-        .await?;
+        .await
+        .map_err(StoreError::from))?;
         Ok(())
     }
 
     async fn reschedule_push(&self, id: i64, at: i64) -> StoreResult<()> {
-        sql::execute(
-            &self.client().await?,
+        bounded!(self, |client| sql::execute(
+            &client,
             "UPDATE push_outbox SET next_attempt_at = $1 WHERE id = $2",
             &[&at, &id],
         )
-        .await?;
+        .await
+        .map_err(StoreError::from))?;
         Ok(())
     }
 

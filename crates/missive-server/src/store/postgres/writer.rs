@@ -20,6 +20,14 @@
 //!
 //! Any database failure fails the whole batch with `Unavailable`: nothing of
 //! it was acknowledged, and clients retry (idempotently, by `clientMessageId`).
+//! So does a batch that misses its deadline ([`super::DEADLINE`], taking the
+//! connection included): its connection is closed, and its `COMMIT`, if it
+//! was sent, may still have landed — the same ambiguity as a connection lost
+//! during `COMMIT`, resolved the same way (a retry with the same
+//! `clientMessageId` returns the stored message). The sends that queued up
+//! behind a batch that missed its deadline fail at once with `Unavailable`
+//! (nothing of them reached the database), so that no send waits for more
+//! than about one deadline.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -92,7 +100,7 @@ async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>, metrics: WriterMetrics)
         metrics.batch_size.observe(batch.len() as f64);
         let started = Instant::now();
         let sends: Vec<&NewMessage> = batch.iter().map(|job| &job.new).collect();
-        let outcome = apply(&pool, &sends).await;
+        let (outcome, stalled) = commit_batch(&pool, &sends).await;
         metrics.commit_seconds.observe_duration(started.elapsed());
         match outcome {
             Ok(results) => {
@@ -107,6 +115,23 @@ async fn run(pool: Pool, mut inbox: mpsc::Receiver<Job>, metrics: WriterMetrics)
                 tracing::error!(error = %e, sends = batch.len(), "send batch failed");
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(clone_error(&e)));
+                }
+                if stalled {
+                    // Queued while the database did not answer: none of them
+                    // was sent to it, so failing them stores nothing twice.
+                    let mut failed = 0usize;
+                    while let Ok(job) = inbox.try_recv() {
+                        let _ = job
+                            .reply
+                            .send(Err(StoreError::Unavailable(format!("not stored: {e}"))));
+                        failed += 1;
+                    }
+                    if failed > 0 {
+                        tracing::warn!(
+                            sends = failed,
+                            "failed the sends queued behind a stalled batch"
+                        );
+                    }
                 }
             }
         }
@@ -132,16 +157,39 @@ enum Plan {
     Store { chat: Uuid },
 }
 
-/// Stores a batch; the outer `Err` fails every send, an inner one only that send.
-async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResult<Sent>>> {
-    let mut client = pool.get().await?;
+/// Stores a batch within [`super::DEADLINE`] (taking a connection
+/// included); `true` with the outcome when it missed the deadline.
+async fn commit_batch(
+    pool: &Pool,
+    batch: &[&NewMessage],
+) -> (StoreResult<Vec<StoreResult<Sent>>>, bool) {
+    let deadline = tokio::time::Instant::now() + super::DEADLINE;
+    let mut client = match super::client_until(pool, deadline).await {
+        Ok(client) => client,
+        Err(e) => {
+            // Refused at once (the database is down) is not a stall.
+            let stalled = tokio::time::Instant::now() >= deadline;
+            return (Err(e), stalled);
+        }
+    };
+    match tokio::time::timeout_at(deadline, apply(&mut client, batch)).await {
+        Ok(outcome) => (outcome, false),
+        // Mid-transaction, maybe mid-`COMMIT`: closed, not pooled.
+        Err(_) => (Err(super::stalled(client)), true),
+    }
+}
 
+/// Stores a batch; the outer `Err` fails every send, an inner one only that send.
+async fn apply(
+    client: &mut deadpool_postgres::Client,
+    batch: &[&NewMessage],
+) -> StoreResult<Vec<StoreResult<Sent>>> {
     // Phase 1a: idempotency keys first, before the target is checked, so that
     // a retry of a stored send gets its original even if its chat could no
     // longer take it, and a reused key creates no 1:1 chat. (A send stored
     // meanwhile by another node is caught again under the locks, phase 2.)
     let keys = batch_keys(batch);
-    let committed = earlier_sends(&client, &keys).await?;
+    let committed = earlier_sends(&*client, &keys).await?;
     let mut answered: Vec<Option<StoreResult<Sent>>> = batch
         .iter()
         .map(|new| {
@@ -175,7 +223,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
         .collect();
     pair_keys.sort_unstable();
     pair_keys.dedup();
-    let mut direct: HashMap<String, StoreResult<Uuid>> = sql::find_directs(&client, &pair_keys)
+    let mut direct: HashMap<String, StoreResult<Uuid>> = sql::find_directs(&*client, &pair_keys)
         .await?
         .into_iter()
         .map(|(key, id)| (key, Ok(id)))
@@ -187,7 +235,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
         if let SendTarget::Direct(receiver) = new.target {
             let key = direct_key(new.sender.id, receiver);
             if let std::collections::hash_map::Entry::Vacant(slot) = direct.entry(key) {
-                let found = match sql::ensure_chat(&mut client, &[new.sender.id, receiver]).await {
+                let found = match sql::ensure_chat(client, &[new.sender.id, receiver]).await {
                     Ok((id, _)) => Ok(id),
                     Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_))) => {
                         return Err(e);
@@ -218,7 +266,7 @@ async fn apply(pool: &Pool, batch: &[&NewMessage]) -> StoreResult<Vec<StoreResul
         .collect();
     chats.sort_unstable();
     chats.dedup();
-    let members = sql::members_of(&client, &chats).await?;
+    let members = sql::members_of(&*client, &chats).await?;
     let plans: Vec<Plan> = batch
         .iter()
         .zip(answered.iter_mut())

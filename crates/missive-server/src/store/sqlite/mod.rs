@@ -107,6 +107,13 @@ impl SqliteStore {
         check: StartupCheck,
         metrics: crate::metrics::WriterMetrics,
     ) -> anyhow::Result<Self> {
+        let dir = match &location {
+            Location::Memory => None,
+            Location::File(path) => Some(match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+                _ => PathBuf::from("."),
+            }),
+        };
         let label = match &location {
             Location::Memory => ":memory:".to_owned(),
             Location::File(path) => path.display().to_string(),
@@ -139,7 +146,7 @@ impl SqliteStore {
             thread: Mutex::new(Some(thread)),
             checkpointer: Mutex::new(checkpointer),
             readers,
-            health: Arc::new(health::Health::new(label)),
+            health: Arc::new(health::Health::new(label, dir)),
         })
     }
 
@@ -156,7 +163,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut cache::Cache) -> StoreResult<T> + Send + 'static,
     {
-        self.health.observe(self.writer()?.write(work).await)
+        self.health.observe_write(self.writer()?.write(work).await)
     }
 
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
@@ -309,15 +316,18 @@ impl Store for SqliteStore {
         }
         // A real write through the writer (batched with the traffic): a full
         // disk or a failing fsync shows here, where a SELECT would still answer.
-        let outcome = self
-            .write(|conn, _| {
-                conn.prepare_cached("UPDATE health SET checked_at = ?1 WHERE id = 1")?
-                    .execute([crate::domain::now_ms()])?;
-                Ok(())
-            })
-            .await;
-        self.health.record_probe(&outcome);
-        outcome
+        // Not through `write`: a probe that commits is judged by the health
+        // (after a failure it needs room on the disk too).
+        let outcome = self.health.observe(
+            self.writer()?
+                .write(|conn, _| {
+                    conn.prepare_cached("UPDATE health SET checked_at = ?1 WHERE id = 1")?
+                        .execute([crate::domain::now_ms()])?;
+                    Ok(())
+                })
+                .await,
+        );
+        self.health.judge_probe(outcome)
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
@@ -425,7 +435,9 @@ impl Store for SqliteStore {
             .submit(move |conn, cache| sql::send_message(conn, cache, &new))
             .await?;
         let health = self.health.clone();
-        Ok(Box::pin(async move { health.observe(committed.await) }))
+        Ok(Box::pin(
+            async move { health.observe_write(committed.await) },
+        ))
     }
 
     async fn list_messages(
@@ -444,7 +456,7 @@ impl Store for SqliteStore {
         let Some(newest) = chat::newest_undelivered(&page.items, &members, viewer) else {
             return Ok((page, None));
         };
-        let receipt = self
+        let marked = self
             .write(move |conn, cache| {
                 sql::mark_status(
                     conn,
@@ -455,7 +467,18 @@ impl Store for SqliteStore {
                     MessageStatus::Delivered,
                 )
             })
-            .await?;
+            .await;
+        let receipt = match marked {
+            Ok(receipt) => receipt,
+            // The read succeeded: answer it, with the statuses as stored
+            // (a full disk, say). The next listing (or receipt) that
+            // commits moves the watermark.
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "listed messages, but could not mark them delivered");
+                return Ok((page, None));
+            }
+            Err(e) => return Err(e),
+        };
         let members = self.read(move |conn| sql::members(conn, chat_id)).await?;
         chat::refresh_statuses(&mut page.items, &members);
         Ok((page, Some(receipt)))
