@@ -41,13 +41,12 @@
 //! Once a connection is upgraded to a WebSocket, hyper hands the socket over
 //! and these timers stop; the gateway's ping and idle rules take over.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -68,6 +67,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
+
+use crate::security::caps::{self, PerKey};
 
 /// Largest read buffer of a connection: a request head (request line and
 /// headers) that does not fit is answered 431 by hyper as soon as the buffer
@@ -103,49 +104,31 @@ struct Timeouts {
 
 /// Open connections per client address, for `max_per_address`.
 struct PerAddress {
-    max: usize,
     exempt: Arc<[IpNet]>,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    cap: Arc<PerKey<IpAddr>>,
 }
 
 /// One counted connection of an address; uncounted when dropped.
-struct AddressSlot {
-    counts: Arc<PerAddress>,
-    key: IpAddr,
-}
+type AddressSlot = caps::Slot<IpAddr>;
 
 impl PerAddress {
+    /// A cap of `max` connections per address (0: none), `exempt` not counted.
+    fn new(max: usize, exempt: Arc<[IpNet]>) -> Self {
+        PerAddress {
+            exempt,
+            cap: Arc::new(PerKey::new(max)),
+        }
+    }
+
     /// A slot for a connection from `peer`: `Ok(None)` when uncounted (no
     /// cap, or a trusted proxy), `Err(())` when the address is at its cap.
-    fn take(counts: &Arc<PerAddress>, peer: IpAddr) -> Result<Option<AddressSlot>, ()> {
+    fn take(&self, peer: IpAddr) -> Result<Option<AddressSlot>, ()> {
         let peer = peer.to_canonical();
-        if counts.max == 0 || counts.exempt.iter().any(|net| net.contains(&peer)) {
+        if self.cap.max() == 0 || self.exempt.iter().any(|net| net.contains(&peer)) {
             return Ok(None);
         }
         let key = crate::security::rate_limit::address_key(peer);
-        let mut open = counts.open.lock().map_err(|_| ())?;
-        let n = open.entry(key).or_insert(0);
-        if *n >= counts.max {
-            return Err(());
-        }
-        *n += 1;
-        Ok(Some(AddressSlot {
-            counts: counts.clone(),
-            key,
-        }))
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.counts.open.lock()
-            && let Some(n) = open.get_mut(&self.key)
-        {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
+        self.cap.take(key).map(Some).ok_or(())
     }
 }
 
@@ -180,11 +163,7 @@ pub async fn serve(
     grace: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_address = Arc::new(PerAddress {
-        max: limits.max_per_address,
-        exempt: limits.exempt.clone(),
-        open: Mutex::default(),
-    });
+    let per_address = PerAddress::new(limits.max_per_address, limits.exempt.clone());
     let refusal = too_many_from_address();
     let mut warned_address = false;
     let timeouts = Timeouts {
@@ -228,7 +207,7 @@ pub async fn serve(
         if slots.available_permits() > limits.max_connections / 10 {
             warned_full = false;
         }
-        let address_slot = match PerAddress::take(&per_address, peer.ip()) {
+        let address_slot = match per_address.take(peer.ip()) {
             Ok(slot) => slot,
             Err(()) => {
                 if !warned_address {
@@ -766,27 +745,26 @@ mod tests {
 
     #[test]
     fn an_address_gets_at_most_its_cap_and_trusted_proxies_are_not_counted() {
-        let counts = Arc::new(PerAddress {
-            max: 2,
-            exempt: Arc::from(vec![crate::config::parse_net("10.0.0.1").expect("a net")]),
-            open: Mutex::default(),
-        });
+        let counts = PerAddress::new(
+            2,
+            Arc::from(vec![crate::config::parse_net("10.0.0.1").expect("a net")]),
+        );
         let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
-        let a = PerAddress::take(&counts, ip("127.0.0.1")).expect("free");
-        let b = PerAddress::take(&counts, ip("::ffff:127.0.0.1")).expect("free");
+        let a = counts.take(ip("127.0.0.1")).expect("free");
+        let b = counts.take(ip("::ffff:127.0.0.1")).expect("free");
         assert!(a.is_some() && b.is_some());
-        assert!(PerAddress::take(&counts, ip("127.0.0.1")).is_err());
-        assert!(PerAddress::take(&counts, ip("127.0.0.2")).is_ok_and(|s| s.is_some()));
+        assert!(counts.take(ip("127.0.0.1")).is_err());
+        assert!(counts.take(ip("127.0.0.2")).is_ok_and(|s| s.is_some()));
         // One /64 is one address.
-        let v6 = PerAddress::take(&counts, ip("2001:db8::1")).expect("free");
-        let v6b = PerAddress::take(&counts, ip("2001:db8::ffff:2")).expect("free");
-        assert!(PerAddress::take(&counts, ip("2001:db8::3")).is_err());
-        assert!(PerAddress::take(&counts, ip("2001:db8:0:1::3")).is_ok());
+        let v6 = counts.take(ip("2001:db8::1")).expect("free");
+        let v6b = counts.take(ip("2001:db8::ffff:2")).expect("free");
+        assert!(counts.take(ip("2001:db8::3")).is_err());
+        assert!(counts.take(ip("2001:db8:0:1::3")).is_ok());
         for _ in 0..10 {
-            assert!(PerAddress::take(&counts, ip("10.0.0.1")).is_ok_and(|s| s.is_none()));
+            assert!(counts.take(ip("10.0.0.1")).is_ok_and(|s| s.is_none()));
         }
         drop(a);
-        assert!(PerAddress::take(&counts, ip("127.0.0.1")).is_ok_and(|s| s.is_some()));
+        assert!(counts.take(ip("127.0.0.1")).is_ok_and(|s| s.is_some()));
         drop((b, v6, v6b));
     }
 

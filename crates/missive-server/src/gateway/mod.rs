@@ -4,8 +4,7 @@
 pub mod frames;
 mod session;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,6 +25,7 @@ use crate::bus::Registry;
 use crate::http::auth::{Caller, Claim};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiQuery;
+use crate::security::caps::PerKey;
 use crate::security::tokens::hash_token;
 use crate::state::AppState;
 
@@ -61,57 +61,10 @@ pub struct Gateway {
     pub sockets: Arc<UserSockets>,
 }
 
-/// Open (or opening) WebSockets per user on this node, capped at `max`
-/// (0: no cap). A place is taken before the upgrade is answered and held
-/// until the session ends, so concurrent upgrades cannot overshoot the cap.
-#[derive(Default)]
-pub struct UserSockets {
-    max: usize,
-    open: Mutex<HashMap<Uuid, usize>>,
-}
-
-/// A user's place among its sockets; given back when dropped.
-pub struct SocketSlot {
-    sockets: Arc<UserSockets>,
-    user: Uuid,
-}
-
-impl UserSockets {
-    /// A cap of `max` sockets per user (0: none).
-    pub fn new(max: usize) -> Self {
-        UserSockets {
-            max,
-            open: Mutex::default(),
-        }
-    }
-
-    /// A place for one more socket of `user`, or `None` at the cap.
-    pub fn take(self: &Arc<Self>, user: Uuid) -> Option<SocketSlot> {
-        let mut open = self.open.lock().ok()?;
-        let n = open.entry(user).or_insert(0);
-        if self.max != 0 && *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(SocketSlot {
-            sockets: self.clone(),
-            user,
-        })
-    }
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.sockets.open.lock()
-            && let Some(n) = open.get_mut(&self.user)
-        {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.user);
-            }
-        }
-    }
-}
+/// Open (or opening) WebSockets per user on this node, capped at
+/// `MAX_SOCKETS_PER_USER` (0: no cap). A place is taken before the upgrade
+/// is answered and held until the session ends.
+pub type UserSockets = PerKey<Uuid>;
 
 impl Gateway {
     /// A gateway delivering through `registry`.

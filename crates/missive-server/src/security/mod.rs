@@ -1,6 +1,8 @@
 //! Security building blocks: tokens and their cache, one-time login codes and
-//! the code senders, rate limits, and the clock they read.
+//! the code senders, rate limits, caps per user or address, and the clock
+//! they read.
 
+pub mod caps;
 pub mod clock;
 pub mod codes;
 pub mod rate_limit;
