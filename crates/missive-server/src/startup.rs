@@ -9,12 +9,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::bus::{DynBus, LocalBus, RedisBus, Registry};
-use crate::config::{AuthMode, Config, redact, scrub};
+use crate::config::{AuthMode, Config};
 use crate::gateway::Gateway;
 use crate::http;
 use crate::maintenance::Maintenance;
 use crate::metrics::{Exporter, Metrics};
 use crate::push::{ClusterPresence, Dispatcher, PushSettings};
+use crate::redaction::{redact, scrub};
 use crate::security::{
     Clock, CodeSender, LogCodeSender, RateLimits, SystemClock, WebhookCodeSender,
 };

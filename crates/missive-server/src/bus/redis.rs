@@ -115,7 +115,7 @@ impl RedisBus {
     /// the key prefix `prefix`, delivering to `registry`. Fails only on a
     /// malformed URL: an unreachable Redis is retried in the background.
     pub fn start(url: &str, prefix: &str, registry: Arc<Registry>) -> anyhow::Result<Self> {
-        let redacted_url = crate::config::redact(url);
+        let redacted_url = crate::redaction::redact(url);
         let client = Client::open(url)
             .map_err(|e| anyhow::anyhow!("REDIS_URL {redacted_url} is invalid: {e}"))?;
         let shared = Arc::new(Shared {

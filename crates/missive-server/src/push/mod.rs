@@ -40,7 +40,7 @@ use crate::telemetry::LogLimiter;
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Default delay before the first retry (`PUSH_RETRY_BASE`); it doubles
 /// with each further retry: 30 s … 32 min, about 64 minutes in all.
-pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(30);
+pub use crate::config::DEFAULT_RETRY_BASE;
 /// Longest wait for the push gateway's answer to one POST.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed push stays reserved for the dispatcher that claimed
@@ -72,7 +72,7 @@ pub struct PushSettings {
 impl std::fmt::Debug for PushSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PushSettings")
-            .field("url", &crate::config::redact(&self.url))
+            .field("url", &crate::redaction::redact(&self.url))
             .field("secret", &"***")
             .field("retry_base", &self.retry_base)
             .finish()
@@ -167,7 +167,7 @@ impl Dispatcher {
         reqwest::Url::parse(&settings.url).map_err(|e| {
             anyhow::anyhow!(
                 "PUSH_WEBHOOK_URL {} is not a URL: {e}",
-                crate::config::redact(&settings.url)
+                crate::redaction::redact(&settings.url)
             )
         })?;
         let client = reqwest::Client::builder()
@@ -356,7 +356,7 @@ impl Worker {
             Ok(response) if response.status().is_success() => Outcome::Sent,
             Ok(response) => Outcome::Failed(format!("HTTP {}", response.status().as_u16())),
             // reqwest quotes the URL, which may carry credentials.
-            Err(e) => Outcome::Failed(crate::config::scrub(
+            Err(e) => Outcome::Failed(crate::redaction::scrub(
                 &e.to_string(),
                 &[self.settings.url.as_str()],
             )),

@@ -75,7 +75,10 @@ impl ClusterPresence {
     /// `prefix`. Fails only on a malformed URL (Redis is reached lazily).
     pub fn start(url: &str, prefix: &str, registry: Arc<Registry>) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(url).map_err(|e| {
-            anyhow::anyhow!("REDIS_URL {} is invalid: {e}", crate::config::redact(url))
+            anyhow::anyhow!(
+                "REDIS_URL {} is invalid: {e}",
+                crate::redaction::redact(url)
+            )
         })?;
         let conn = client.get_connection_manager_lazy(
             ConnectionManagerConfig::new()

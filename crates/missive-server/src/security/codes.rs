@@ -78,7 +78,7 @@ impl WebhookCodeSender {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!(
                 "OTP_WEBHOOK_URL must be an http:// or https:// URL, got {:?}",
-                crate::config::redact(&url)
+                crate::redaction::redact(&url)
             );
         }
         let client = reqwest::Client::builder()
@@ -100,7 +100,7 @@ impl CodeSender for WebhookCodeSender {
             .await
             .map_err(|e| {
                 // reqwest quotes the URL, which may carry credentials.
-                let error = crate::config::scrub(&e.to_string(), &[&self.url]);
+                let error = crate::redaction::scrub(&e.to_string(), &[&self.url]);
                 DeliveryError(format!("the SMS gateway did not answer: {error}"))
             })?;
         if response.status().is_success() {

@@ -554,8 +554,7 @@ pub type Committing<T> = futures_util::future::BoxFuture<'static, StoreResult<T>
 /// A shared handle on the store.
 pub type DynStore = Arc<dyn Store>;
 
-/// Default size of a PostgreSQL store's connection pool (`DATABASE_POOL_SIZE`).
-pub const DEFAULT_POOL_SIZE: usize = 16;
+pub use crate::config::DEFAULT_POOL_SIZE;
 
 /// How to open the store, besides its URL.
 #[derive(Debug, Clone)]
@@ -583,7 +582,7 @@ impl Default for OpenOptions {
 pub async fn open(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {
     open_unredacted(database_url, options)
         .await
-        .map_err(|e| anyhow::anyhow!(crate::config::scrub(&format!("{e:#}"), &[database_url])))
+        .map_err(|e| anyhow::anyhow!(crate::redaction::scrub(&format!("{e:#}"), &[database_url])))
 }
 
 /// The schema of the database named by `DATABASE_URL` against this build's
@@ -639,14 +638,14 @@ impl Backend {
         } else {
             anyhow::bail!(
                 "unsupported DATABASE_URL {:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db",
-                crate::config::redact(database_url)
+                crate::redaction::redact(database_url)
             )
         }
     }
 }
 
 fn redacted(e: anyhow::Error, database_url: &str) -> anyhow::Error {
-    anyhow::anyhow!(crate::config::scrub(&format!("{e:#}"), &[database_url]))
+    anyhow::anyhow!(crate::redaction::scrub(&format!("{e:#}"), &[database_url]))
 }
 
 async fn open_unredacted(database_url: &str, options: OpenOptions) -> anyhow::Result<DynStore> {
@@ -661,14 +660,14 @@ async fn open_unredacted(database_url: &str, options: OpenOptions) -> anyhow::Re
             .map_err(|e| {
                 e.context(format!(
                     "DATABASE_URL {}",
-                    crate::config::redact(database_url)
+                    crate::redaction::redact(database_url)
                 ))
             })?;
         Ok(Arc::new(store))
     } else {
         anyhow::bail!(
             "unsupported DATABASE_URL {:?}: expected sqlite://path.db, sqlite:///abs/path.db, sqlite::memory: or postgres://user@host/db",
-            crate::config::redact(database_url)
+            crate::redaction::redact(database_url)
         )
     }
 }

@@ -69,8 +69,12 @@ pub(super) struct ClusterLimits {
 
 /// A lazily connecting Redis connection for the limits, with short timeouts.
 pub(super) fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)
-        .map_err(|e| anyhow::anyhow!("REDIS_URL {} is invalid: {e}", crate::config::redact(url)))?;
+    let client = redis::Client::open(url).map_err(|e| {
+        anyhow::anyhow!(
+            "REDIS_URL {} is invalid: {e}",
+            crate::redaction::redact(url)
+        )
+    })?;
     Ok(client.get_connection_manager_lazy(
         ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))

@@ -91,14 +91,7 @@ pub struct SqliteStore {
     health: Arc<health::Health>,
 }
 
-/// How a database file is checked when it is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StartupCheck {
-    /// `PRAGMA quick_check`: reads every page (about a second per GB).
-    Quick,
-    /// No check (for huge files; corruption is then found while serving).
-    Off,
-}
+pub use crate::config::StartupCheck;
 
 impl SqliteStore {
     /// Opens (creating when missing), checks and migrates the database.
