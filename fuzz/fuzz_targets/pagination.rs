@@ -1,6 +1,6 @@
 //! Pagination and cursor parsing: `limit=`, `offset=`, `before=`/`after=`
 //! ids (`http::pagination`, `http::extract::parse_id`), `since=` of `GET /ws`
-//! (`gateway::parse_cursor`), and the `Link: rel="next"` URL built from
+//! (`http::ws::parse_cursor`), and the `Link: rel="next"` URL built from
 //! client-supplied values.
 //!
 //! Properties: `limit` is accepted exactly when it is a decimal integer from
@@ -14,7 +14,7 @@ use axum::extract::Query;
 use axum::http::{Uri, header};
 use libfuzzer_sys::fuzz_target;
 use missive_fuzz::{signed, unsigned};
-use missive_server::gateway::parse_cursor;
+use missive_server::http::ws::parse_cursor;
 use missive_server::http::extract::parse_id;
 use missive_server::http::pagination::{
     MAX_LIMIT, MAX_OFFSET, link_headers, next_url, parse_limit, parse_offset,

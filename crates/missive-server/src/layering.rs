@@ -36,10 +36,6 @@ const KNOWN_BACK_EDGES: &[(&str, &str)] = &[
     ("metrics", "bus"),
     // `Event` moves to `domain`.
     ("bus", "store"),
-    // The `/ws` upgrade handler moves to the HTTP side, and the session
-    // takes a narrow context instead of `AppState`.
-    ("gateway", "http"),
-    ("gateway", "state"),
 ];
 
 /// Circles between the files of one folder that are still there (each

@@ -16,7 +16,8 @@
 //! - [`domain`]: validated newtypes (phone numbers, message content).
 //! - [`store`]: the [`store::Store`] boundary and its SQLite implementation
 //!   (single writer thread with group commit; a pool of readers).
-//! - [`gateway`]: the WebSocket: upgrade and one session per connection.
+//! - [`gateway`]: the WebSocket sessions, one per connection, started by
+//!   `http::ws` (the `/ws` upgrade) with a narrow [`gateway::Context`].
 //! - [`bus`]: fan-out of committed events to every connection of a user, and
 //!   the node's registry of connections.
 //! - [`service`]: every use case (identity, accounts and login, chats,

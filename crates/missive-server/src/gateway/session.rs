@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::Context;
 use super::frames::{self, Command};
 use crate::bus::Payload;
 use crate::bus::{Outbound, Subscription};
@@ -25,7 +26,6 @@ use crate::domain::now_ms;
 use crate::metrics::{Metrics, WsClose};
 use crate::security::tokens::{TokenWatch, socket_touch_every, ttl_ms};
 use crate::service::{Draft, Error, Recipient, Service};
-use crate::state::AppState;
 use crate::store::Event;
 
 /// How often the server pings.
@@ -67,18 +67,18 @@ const LINGER: Duration = Duration::from_secs(1);
 /// whose revocation is under way never gets `ready`.
 pub async fn run(
     socket: WebSocket,
-    state: AppState,
+    ctx: Context,
     user: User,
     since: Option<i64>,
     token_hash: Option<String>,
 ) {
-    let gateway = state.gateway.clone();
-    let metrics = state.metrics.clone();
+    let gateway = ctx.gateway.clone();
+    let metrics = ctx.metrics.clone();
     metrics.ws.opened.inc();
     let (sink, stream) = socket.split();
     let mut writer = Writer {
         sink,
-        service: state.service.clone(),
+        service: ctx.service.clone(),
         metrics: metrics.clone(),
         closed: None,
         user: user.id,
@@ -86,7 +86,7 @@ pub async fn run(
         resync: false,
         token: None,
         touched_at: now_ms(),
-        touch_every_ms: ttl_ms(socket_touch_every(state.service.token_ttl())),
+        touch_every_ms: ttl_ms(socket_touch_every(ctx.service.token_ttl())),
         pinged_at: now_ms(),
         overflow: Arc::default(),
         too_big: Arc::default(),
@@ -94,7 +94,7 @@ pub async fn run(
     let too_big = writer.too_big.clone();
     // The cursor is read before registering: anything committed after it
     // arrives through the queue or, if the queue missed it, through a gap fill.
-    let log = match state.service.event_log(user.id).await {
+    let log = match ctx.service.event_log(user.id).await {
         Ok(log) => log,
         Err(e) => {
             tracing::error!(error = %e, "websocket: cannot read the event cursor");
@@ -115,7 +115,7 @@ pub async fn run(
     };
     let subscription = gateway.registry.register(user.id);
     if let Some(hash) = token_hash {
-        let refused = match state.service.check_token(&hash, true).await {
+        let refused = match ctx.service.check_token(&hash, true).await {
             Ok(Some(checked)) => {
                 writer.token = Some(TokenWatch::new(hash, &checked));
                 None
@@ -163,7 +163,7 @@ pub async fn run(
     let mut stream = stream;
     let ending = read_loop(
         &mut stream,
-        &state,
+        &ctx,
         &user,
         token.as_deref(),
         replies_tx,
@@ -719,7 +719,7 @@ fn is_too_big(error: &axum::Error) -> bool {
 /// in frame order.
 async fn read_loop(
     stream: &mut SplitStream<WebSocket>,
-    state: &AppState,
+    ctx: &Context,
     user: &User,
     token: Option<&TokenWatch>,
     replies: flume::Sender<Box<ServerFrame>>,
@@ -751,21 +751,21 @@ async fn read_loop(
         };
         last_seen.store(now_ms(), Ordering::Relaxed);
         if matches!(message, Message::Text(_) | Message::Binary(_)) {
-            state.metrics.ws.frames_in.inc();
+            ctx.metrics.ws.frames_in.inc();
         }
         // The common case (checked within the last second) costs a clock
         // read; only a re-check is boxed.
         if matches!(message, Message::Text(_))
             && let Some(token) = token
             && !token.trusted()
-            && !Box::pin(still_valid(&state.service, token)).await
+            && !Box::pin(still_valid(&ctx.service, token)).await
         {
             // The writer closes the connection with 1008.
             return Ending::Done;
         }
         let reply = match message {
             // Boxed: starting a command is a large future that an idle connection should not carry.
-            Message::Text(text) => Box::pin(start(state, user, text.as_str())).await,
+            Message::Text(text) => Box::pin(start(ctx, user, text.as_str())).await,
             Message::Binary(_) => reply_now(Some(error_frame(
                 None,
                 "invalid_frame",
@@ -806,7 +806,7 @@ async fn forward(replies: &flume::Sender<Box<ServerFrame>>, frame: ServerFrame) 
 
 /// Starts one client frame: validates it and queues its work (in frame
 /// order); the returned future finishes the work and gives the answer.
-async fn start(state: &AppState, user: &User, text: &str) -> Reply {
+async fn start(ctx: &Context, user: &User, text: &str) -> Reply {
     let command = match frames::parse(text) {
         Ok(command) => command,
         Err(e) => return reply_now(Some(error_frame(e.reference, e.code, e.message))),
@@ -822,7 +822,7 @@ async fn start(state: &AppState, user: &User, text: &str) -> Reply {
         } => {
             let draft = Draft::parse(content, client_message_id);
             let to = Recipient::parse(chat_id, to.as_deref());
-            queue_send(state, user, reference, draft, to).await
+            queue_send(ctx, user, reference, draft, to).await
         }
         Command::Sandbox { from, to, content } => {
             let from = from.trim();
@@ -835,14 +835,14 @@ async fn start(state: &AppState, user: &User, text: &str) -> Reply {
             }
             let draft = Draft::parse(content, None);
             let to = Recipient::parse(None, Some(&to));
-            queue_send(state, user, None, draft, to).await
+            queue_send(ctx, user, None, draft, to).await
         }
         Command::Receipt {
             chat_id,
             message_id,
             status,
         } => {
-            let (service, user) = (state.service.clone(), user.id);
+            let (service, user) = (ctx.service.clone(), user.id);
             Box::pin(async move {
                 match service
                     .mark_status_of(user, chat_id, message_id, status)
@@ -854,7 +854,7 @@ async fn start(state: &AppState, user: &User, text: &str) -> Reply {
             })
         }
         Command::Typing { chat_id, is_typing } => {
-            let (service, user) = (state.service.clone(), user.clone());
+            let (service, user) = (ctx.service.clone(), user.clone());
             Box::pin(async move {
                 match service.typing(&user, chat_id, is_typing).await {
                     Ok(()) => None,
@@ -867,14 +867,14 @@ async fn start(state: &AppState, user: &User, text: &str) -> Reply {
 
 /// Queues a send now; its `ack` (or `error`) comes after the commit.
 async fn queue_send(
-    state: &AppState,
+    ctx: &Context,
     user: &User,
     reference: Option<String>,
     draft: Result<Draft, Error>,
     to: Result<Recipient, Error>,
 ) -> Reply {
     let queued = match (draft, to) {
-        (Ok(draft), Ok(to)) => state.service.queue_send(user.clone(), to, draft).await,
+        (Ok(draft), Ok(to)) => ctx.service.queue_send(user.clone(), to, draft).await,
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     match queued {

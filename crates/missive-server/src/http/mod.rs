@@ -13,6 +13,7 @@ pub mod ops;
 pub mod pagination;
 pub mod sessions;
 pub mod users;
+pub mod ws;
 
 use std::time::Instant;
 
@@ -46,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chats::router())
         .merge(messages::router())
         .merge(ops::router())
-        .merge(crate::gateway::router())
+        .merge(ws::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

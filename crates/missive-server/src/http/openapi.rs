@@ -52,7 +52,7 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
         super::messages::mark_status,
         super::messages::typing,
         super::messages::send_message,
-        crate::gateway::upgrade,
+        super::ws::upgrade,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
