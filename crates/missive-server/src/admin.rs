@@ -58,8 +58,13 @@ pub enum Command {
 }
 
 /// Runs `command` against `database_url`; `Ok` is what to print, `Err`
-/// means a non-zero exit.
-pub async fn run(command: Command, database_url: &str) -> anyhow::Result<String> {
+/// means a non-zero exit. `wal_batching` (`DATABASE_WAL_BATCHING`) is how
+/// `migrate` writes an SQLite file.
+pub async fn run(
+    command: Command,
+    database_url: &str,
+    wal_batching: bool,
+) -> anyhow::Result<String> {
     match command {
         Command::Migrate { check: true } => {
             let status = store::schema_status(database_url).await?;
@@ -84,7 +89,7 @@ pub async fn run(command: Command, database_url: &str) -> anyhow::Result<String>
                     ensure_unused(&path, "migrate (a pending migration rewrites a table)")?;
                 }
             }
-            let (before, after) = store::migrate(database_url).await?;
+            let (before, after) = store::migrate(database_url, wal_batching).await?;
             Ok(if before.applied == after.applied {
                 format!("nothing to do: {after}")
             } else {

@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(command) = command {
-        return match admin::run(command, &config.database_url).await {
+        return match admin::run(command, &config.database_url, config.database_wal_batching).await {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS

@@ -76,6 +76,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let options = store::OpenOptions {
             startup_check: config.database_startup_check,
+            wal_batching: config.database_wal_batching,
             pool_size: config.database_pool_size,
             metrics: metrics.writer.clone(),
         };
@@ -213,10 +214,17 @@ impl Application {
             .redis_url
             .as_deref()
             .map_or_else(|| "local (in-process)".to_owned(), redact);
+        // Only an SQLite file has a WAL; the field is left out otherwise.
+        let wal_batching = matches!(
+            store::Backend::of(&config.database_url),
+            Ok(store::Backend::Sqlite(store::sqlite::Location::File(_)))
+        )
+        .then_some(config.database_wal_batching);
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             address = %self.local_addr,
             database = %redact(&config.database_url),
+            database_wal_batching = wal_batching,
             bus = %bus,
             auth_mode = ?config.auth_mode,
             send_rate_limit = config.send_rate_limit,

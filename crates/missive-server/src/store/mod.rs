@@ -561,6 +561,10 @@ pub use crate::config::DEFAULT_POOL_SIZE;
 pub struct OpenOptions {
     /// How an SQLite file is checked before serving.
     pub startup_check: sqlite::StartupCheck,
+    /// Whether an SQLite writer opens its file through the layer that writes
+    /// a commit's WAL frames in one call (`DATABASE_WAL_BATCHING`; PostgreSQL
+    /// ignores it).
+    pub wal_batching: bool,
     /// Connections of a PostgreSQL store's pool (SQLite ignores it).
     pub pool_size: usize,
     /// The writer's instruments (queue depth, batch size, commit time).
@@ -571,6 +575,7 @@ impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             startup_check: sqlite::StartupCheck::Quick,
+            wal_batching: true,
             pool_size: DEFAULT_POOL_SIZE,
             metrics: crate::metrics::WriterMetrics::default(),
         }
@@ -603,12 +608,18 @@ pub async fn schema_status(database_url: &str) -> anyhow::Result<SchemaStatus> {
 
 /// Applies the pending migrations of the database named by `DATABASE_URL`
 /// (`missive migrate`) and returns its schema status before and after;
-/// refuses a database migrated by a newer build. Errors never carry the
-/// URL's password.
-pub async fn migrate(database_url: &str) -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
+/// refuses a database migrated by a newer build. An SQLite file is written
+/// through the WAL layer when `wal_batching` (`DATABASE_WAL_BATCHING`) is
+/// set. Errors never carry the URL's password.
+pub async fn migrate(
+    database_url: &str,
+    wal_batching: bool,
+) -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
     let migrated = async {
         match Backend::of(database_url)? {
-            Backend::Sqlite(sqlite::Location::File(path)) => sqlite::migrate_file(&path),
+            Backend::Sqlite(sqlite::Location::File(path)) => {
+                sqlite::migrate_file(&path, wal_batching)
+            }
             Backend::Sqlite(sqlite::Location::Memory) => {
                 anyhow::bail!("sqlite::memory: cannot be migrated: it starts empty every time")
             }
@@ -652,7 +663,13 @@ async fn open_unredacted(database_url: &str, options: OpenOptions) -> anyhow::Re
     if database_url.starts_with("sqlite:") {
         let location = sqlite::Location::parse(database_url)?;
         Ok(Arc::new(
-            sqlite::SqliteStore::open(location, options.startup_check, options.metrics).await?,
+            sqlite::SqliteStore::open(
+                location,
+                options.startup_check,
+                options.wal_batching,
+                options.metrics,
+            )
+            .await?,
         ))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         let store = postgres::PgStore::open(database_url, options.pool_size, options.metrics)

@@ -1,6 +1,8 @@
 //! A 201 is sent only after the commit: SIGKILL the real binary while sends
 //! are in flight, restart it on the same database file, and find every
-//! acknowledged message (README, "Test it": durability).
+//! acknowledged message (README, "Test it": durability). On SQLite, with the
+//! writer's WAL layer on and off (`DATABASE_WAL_BATCHING`), and with the
+//! switch flipped between restarts.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -14,6 +16,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::helpers::{assert_error, walk_messages};
+use crate::test_db::{Backend, TestDb, suite_backend};
 
 const SENDERS: usize = 8;
 const PER_SENDER: usize = 50;
@@ -28,12 +31,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the binary on a free port with `database_url` and waits (bounded) for `/healthz`.
-    async fn start(database_url: &str, dir: &Path, name: &str) -> Server {
-        Server::start_with(database_url, dir, name, &[]).await
-    }
-
-    /// Like [`Server::start`], with extra environment variables (e.g. `REDIS_URL`).
+    /// Starts the binary on a free port with `database_url` and extra
+    /// environment variables (e.g. `REDIS_URL`), and waits (bounded) for `/healthz`.
     pub async fn start_with(
         database_url: &str,
         dir: &Path,
@@ -109,14 +108,35 @@ fn phone(index: usize) -> String {
     format!("+1555{index:07}")
 }
 
+/// `DATABASE_WAL_BATCHING` set to `on`.
+fn wal_batching(on: bool) -> [(&'static str, &'static str); 1] {
+    [("DATABASE_WAL_BATCHING", if on { "true" } else { "false" })]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_a_sigkill() {
-    // Logs go to a temp dir; the database is the suite's (a SQLite file or a
-    // PostgreSQL database): both must keep every acknowledged message.
+    // The database is the suite's (a SQLite file or a PostgreSQL database):
+    // both must keep every acknowledged message.
+    sigkill_during_a_burst(&wal_batching(true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_survives_a_sigkill_without_the_wal_layer() {
+    if suite_backend() != Backend::Sqlite {
+        eprintln!("skipped: DATABASE_WAL_BATCHING only concerns SQLite");
+        return;
+    }
+    sigkill_during_a_burst(&wal_batching(false)).await;
+}
+
+/// Sends a burst, SIGKILLs the server mid-flight, restarts it on the same
+/// database (both times with `env`) and finds every acknowledged message.
+async fn sigkill_during_a_burst(env: &[(&str, &str)]) {
+    // Logs go to a temp dir.
     let dir = tempfile::tempdir().expect("a temp dir");
-    let db = crate::test_db::TestDb::for_suite().await;
+    let db = TestDb::for_suite().await;
     let database_url = db.url().to_owned();
-    let mut server = Server::start(&database_url, dir.path(), "first").await;
+    let mut server = Server::start_with(&database_url, dir.path(), "first", env).await;
 
     let hub = phone(0);
     let hub_token = server
@@ -190,7 +210,7 @@ async fn every_acknowledged_message_survives_a_sigkill() {
         SENDERS * PER_SENDER
     );
 
-    let restarted = Server::start(&database_url, dir.path(), "second").await;
+    let restarted = Server::start_with(&database_url, dir.path(), "second", env).await;
     let hub_client = restarted.client.with_token(&hub_token);
 
     let chats = hub_client
@@ -277,4 +297,109 @@ async fn every_acknowledged_message_survives_a_sigkill() {
         .expect("sent");
     assert_eq!(next.status, 201);
     assert_eq!(next.body.seq, last_seq + 1);
+}
+
+/// Sends `count` messages from `sender` to `receiver`, each acknowledged.
+async fn send_all(client: &Client, receiver: &str, from: usize, count: usize) -> Vec<Message> {
+    let mut sent = Vec::new();
+    for n in from..from + count {
+        let response = client
+            .send_message(&SendMessageRequest {
+                receiver: Some(receiver.to_owned()),
+                content: format!("message {n}"),
+                ..SendMessageRequest::default()
+            })
+            .await
+            .expect("sent");
+        assert_eq!(response.status, 201);
+        sent.push(response.body);
+    }
+    sent
+}
+
+/// The messages of the only chat of `client` (if any), oldest first.
+async fn history(client: &Client) -> Vec<Message> {
+    let chats = client
+        .list_chats(&ChatsQuery::default())
+        .await
+        .expect("chats");
+    assert!(chats.body.len() <= 1, "at most one chat");
+    if chats.body.is_empty() {
+        return Vec::new();
+    }
+    let first = client
+        .list_messages(
+            chats.body[0].id,
+            &MessagesQuery {
+                limit: Some(50),
+                ..MessagesQuery::default()
+            },
+        )
+        .await
+        .expect("listed");
+    let mut messages: Vec<Message> = walk_messages(client, first, 50)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    messages.reverse();
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_wal_layer_switched_keeps_every_message() {
+    // SQLite only: the same file, SIGKILLed each time so that the next
+    // start recovers a WAL the other setting wrote.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = TestDb::sqlite();
+    let mut expected = Vec::new();
+    let mut tokens: Option<(String, String)> = None;
+    for (round, on) in [true, false, true].into_iter().enumerate() {
+        let name = format!("round{round}");
+        let mut server = Server::start_with(db.url(), dir.path(), &name, &wal_batching(on)).await;
+        let (alice, bob) = match &tokens {
+            Some((alice, bob)) => (
+                server.client().with_token(alice),
+                server.client().with_token(bob),
+            ),
+            None => {
+                let alice = server
+                    .client()
+                    .register(&phone(1), None)
+                    .await
+                    .expect("alice");
+                let bob = server
+                    .client()
+                    .register(&phone(2), None)
+                    .await
+                    .expect("bob");
+                tokens = Some((alice.body.token.clone(), bob.body.token.clone()));
+                (
+                    server.client().with_token(alice.body.token),
+                    server.client().with_token(bob.body.token),
+                )
+            }
+        };
+        let found = history(&bob)
+            .await
+            .into_iter()
+            .map(|m| (m.id, m.seq, m.content));
+        let wanted = expected
+            .iter()
+            .map(|m: &Message| (m.id, m.seq, m.content.clone()));
+        assert!(
+            found.eq(wanted),
+            "round {round} (DATABASE_WAL_BATCHING={on}) lost or changed a message"
+        );
+        expected.extend(send_all(&alice, &phone(2), round * 100, 40).await);
+        server.kill();
+    }
+    let last = Server::start_with(db.url(), dir.path(), "last", &wal_batching(false)).await;
+    let (_, bob) = tokens.expect("registered");
+    let found: Vec<i64> = history(&last.client().with_token(&bob))
+        .await
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(found, (1..=120).collect::<Vec<_>>());
 }

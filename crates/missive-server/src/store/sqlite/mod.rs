@@ -94,10 +94,13 @@ pub struct SqliteStore {
 pub use crate::config::StartupCheck;
 
 impl SqliteStore {
-    /// Opens (creating when missing), checks and migrates the database.
+    /// Opens (creating when missing), checks and migrates the database; the
+    /// writer of a file goes through the WAL layer when `wal_batching`
+    /// (`open_file`).
     pub async fn open(
         location: Location,
         check: StartupCheck,
+        wal_batching: bool,
         metrics: crate::metrics::WriterMetrics,
     ) -> anyhow::Result<Self> {
         let dir = match &location {
@@ -114,7 +117,7 @@ impl SqliteStore {
         let (conn, readers) = match &location {
             Location::Memory => (Connection::open_in_memory()?, None),
             Location::File(path) => {
-                let conn = open_file(path)?;
+                let conn = open_file(path, wal_batching)?;
                 (conn, Some(path.clone()))
             }
         };
@@ -171,8 +174,13 @@ impl SqliteStore {
     }
 }
 
-/// Opens the file at `path` for writing, creating it and its directory when missing.
-pub(crate) fn open_file(path: &Path) -> anyhow::Result<Connection> {
+/// Opens the file at `path` for writing, creating it and its directory when
+/// missing: through the layer that writes a commit's WAL frames in one call
+/// (`wal_vfs`) when `wal_batching`, else through SQLite's default VFS
+/// alone (the layer is then not even registered). The layer changes only
+/// how the writes reach the kernel, never the bytes or where they go, so a
+/// file written one way opens the other way.
+pub(crate) fn open_file(path: &Path, wal_batching: bool) -> anyhow::Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             anyhow::anyhow!(
@@ -181,16 +189,23 @@ pub(crate) fn open_file(path: &Path) -> anyhow::Result<Connection> {
             )
         })?;
     }
-    // Through the layer that writes a commit's WAL frames in one call
-    // (`wal_vfs`); `configure_writer` sets the `synchronous=FULL` it needs.
-    Connection::open_with_flags_and_vfs(path, OpenFlags::default(), wal_vfs::name()?)
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))
+    // `configure_writer` sets the `synchronous=FULL` the layer needs.
+    let opened = if wal_batching {
+        Connection::open_with_flags_and_vfs(path, OpenFlags::default(), wal_vfs::name()?)
+    } else {
+        Connection::open_with_flags(path, OpenFlags::default())
+    };
+    opened.map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))
 }
 
 /// `missive migrate` on a file: applies the pending migrations (creating
-/// the file when missing) and returns the schema status before and after.
-pub fn migrate_file(path: &Path) -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
-    let conn = open_file(path)?;
+/// the file when missing) and returns the schema status before and after;
+/// `wal_batching` as for `open_file`.
+pub fn migrate_file(
+    path: &Path,
+    wal_batching: bool,
+) -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
+    let conn = open_file(path, wal_batching)?;
     let run = || -> anyhow::Result<(SchemaStatus, SchemaStatus)> {
         configure_writer(&conn)?;
         let before = schema::status(&conn)?;
@@ -621,7 +636,7 @@ mod tests {
     fn a_new_file_gets_the_small_pages_and_an_old_file_keeps_its_own() {
         let dir = tempfile::tempdir().expect("tempdir");
         let new = dir.path().join("new.db");
-        migrate_file(&new).expect("migrate a new file");
+        migrate_file(&new, true).expect("migrate a new file");
         assert_eq!(page_size(&new), i64::from(PAGE_SIZE));
 
         // A file of an earlier build: SQLite's default 4 KiB pages, with data.
@@ -630,7 +645,7 @@ mod tests {
             .expect("open")
             .execute_batch("PRAGMA page_size = 4096; CREATE TABLE earlier (x); INSERT INTO earlier VALUES (1);")
             .expect("an earlier file");
-        migrate_file(&old).expect("migrate an old file");
+        migrate_file(&old, true).expect("migrate an old file");
         assert_eq!(page_size(&old), 4096);
         let kept: i64 = Connection::open(&old)
             .expect("open")

@@ -346,7 +346,12 @@ mod tests {
 
     /// A connection opened and configured as the store's writer is.
     fn open_with_layer(path: &std::path::Path) -> Connection {
-        let conn = open_file(path).expect("open");
+        open_writer(path, true)
+    }
+
+    /// The store's writer with `DATABASE_WAL_BATCHING` set to `wal_batching`.
+    fn open_writer(path: &std::path::Path, wal_batching: bool) -> Connection {
+        let conn = open_file(path, wal_batching).expect("open");
         configure_writer(&conn).expect("configure");
         conn.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body BLOB);")
             .expect("create");
@@ -421,6 +426,68 @@ mod tests {
         let (without, with) = (count(&plain), count(&layered));
         assert!(without >= 400, "SQLite alone: {without} writes");
         assert!(with <= 20, "through the layer: {with} writes");
+    }
+
+    #[test]
+    fn switched_off_the_writer_makes_sqlites_own_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = open_writer(&dir.path().join("plain.db"), false);
+        let before = writes_of_this_thread();
+        insert_batch(&plain, 0, 200);
+        let writes = writes_of_this_thread() - before;
+        // Two writes per frame, as SQLite alone makes them (the layer makes
+        // at most 20 for this commit: above).
+        assert!(
+            writes >= 400,
+            "DATABASE_WAL_BATCHING=false: {writes} writes"
+        );
+    }
+
+    /// `count` rows more through a writer opened `wal_batching`, on a copy of
+    /// `from` (database and WAL, as a crash leaves them) made at `to`.
+    fn crash_copy_and_write(
+        from: &std::path::Path,
+        to: &std::path::Path,
+        wal_batching: bool,
+        count: i64,
+    ) -> Connection {
+        std::fs::copy(from, to).expect("copy the database");
+        std::fs::copy(from.with_extension("db-wal"), to.with_extension("db-wal"))
+            .expect("copy the WAL");
+        let conn = open_writer(to, wal_batching);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        insert_batch(&conn, rows, count);
+        conn
+    }
+
+    #[test]
+    fn a_wal_written_with_the_layer_on_is_recovered_and_continued_with_it_off_and_back() {
+        for first in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("a.db");
+            let writer = open_writer(&path, first);
+            insert_batch(&writer, 0, 300);
+            // Each hop recovers the other setting's un-checkpointed WAL
+            // (the writers stay open, so nothing is checkpointed).
+            let flipped = dir.path().join("b.db");
+            let _second = crash_copy_and_write(&path, &flipped, !first, 300);
+            let back = dir.path().join("c.db");
+            let third = crash_copy_and_write(&flipped, &back, first, 5);
+            let ids: Vec<i64> = third
+                .prepare("SELECT id FROM t ORDER BY id")
+                .expect("prepare")
+                .query_map([], |r| r.get(0))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            assert_eq!(ids, (0..605).collect::<Vec<_>>(), "first {first}");
+            let check: String = third
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .expect("check");
+            assert_eq!(check, "ok", "first {first}");
+        }
     }
 
     #[test]
