@@ -209,16 +209,49 @@ mod tests {
         );
     }
 
+    fn message(id: Uuid) -> Message {
+        Message {
+            id,
+            chat_id: Uuid::from_u128(1),
+            seq: 1,
+            sender: "+15550000001".into(),
+            content: "hi".into(),
+            created_at: "1970-01-01T00:00:00.000Z".into(),
+            client_message_id: None,
+            status: MessageStatus::Sent,
+        }
+    }
+
+    #[test]
+    fn a_message_row_loads_the_message_it_names() {
+        let decoded = Event::from_row(row("message"), |id| Ok::<_, UnknownKind>(message(id)))
+            .expect("a message");
+        assert_eq!(
+            decoded,
+            Event::Message {
+                message: message(Uuid::from_u128(2))
+            }
+        );
+        assert_eq!(decoded.kind(), EventKind::Message);
+    }
+
     #[test]
     fn the_serde_tag_is_the_stored_kind() {
-        let receipt = Event::Receipt(ReceiptEvent {
-            chat_id: Uuid::from_u128(1),
-            message_id: Uuid::from_u128(2),
-            status: MessageStatus::Delivered,
-            user: String::new(),
-            at: String::new(),
-        });
-        let json = serde_json::to_value(&receipt).expect("serializes");
-        assert_eq!(json["kind"], receipt.kind().as_str());
+        let events = [
+            Event::Message {
+                message: message(Uuid::from_u128(2)),
+            },
+            Event::Receipt(ReceiptEvent {
+                chat_id: Uuid::from_u128(1),
+                message_id: Uuid::from_u128(2),
+                status: MessageStatus::Delivered,
+                user: String::new(),
+                at: String::new(),
+            }),
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).expect("serializes");
+            assert_eq!(json["kind"], event.kind().as_str(), "{json}");
+        }
     }
 }
