@@ -34,8 +34,6 @@ const KNOWN_BACK_EDGES: &[(&str, &str)] = &[
     // The exporter of `/metrics` reads the bus; it moves above the bus when
     // the instruments and the exporter are split.
     ("metrics", "bus"),
-    // `Event` moves to `domain`.
-    ("bus", "store"),
 ];
 
 /// Circles between the files of one folder that are still there (each

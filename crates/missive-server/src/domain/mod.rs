@@ -3,6 +3,7 @@
 
 pub mod chat;
 mod content;
+pub mod event;
 pub mod login;
 mod phone;
 

@@ -22,11 +22,11 @@ use super::Context;
 use super::frames::{self, Command};
 use crate::bus::Payload;
 use crate::bus::{Outbound, Subscription};
+use crate::domain::event::Event;
 use crate::domain::now_ms;
 use crate::metrics::{Metrics, WsClose};
 use crate::security::tokens::{TokenWatch, socket_touch_every, ttl_ms};
 use crate::service::{Draft, Error, Recipient, Service};
-use crate::store::Event;
 
 /// How often the server pings.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -914,7 +914,7 @@ mod tests {
     use missive_protocol::{Message, MessageStatus};
 
     use super::*;
-    use crate::store::ReceiptEvent;
+    use crate::domain::event::ReceiptEvent;
 
     fn events() -> Vec<Event> {
         let message = Message {

@@ -10,9 +10,10 @@ use uuid::Uuid;
 use super::identity::parse_phone;
 use super::{Caller, Claim, Error, ErrorCode, Service, publish_durable};
 use crate::bus::{Envelope, Payload};
+use crate::domain::event::Event;
 use crate::domain::{ClientMessageId, MessageContent, PhoneNumber};
 use crate::metrics::RateLimitKind;
-use crate::store::{Event, MessageQuery, NewMessage, Page, Receipt, SendTarget};
+use crate::store::{MessageQuery, NewMessage, Page, Receipt, SendTarget};
 
 /// Where a send goes, as the client named it.
 #[derive(Debug, Clone)]

@@ -24,10 +24,11 @@ use uuid::Uuid;
 
 use crate::bus::{DynBus, Envelope, Payload};
 use crate::config::AuthMode;
+use crate::domain::event::Event;
 use crate::metrics::Metrics;
 use crate::push::PushHook;
 use crate::security::{Clock, CodeSender, RateLimits, TokenCache};
-use crate::store::{DynStore, Event, EventLog, StoreResult};
+use crate::store::{DynStore, EventLog, StoreResult};
 
 /// What the service needs from the rest of the node.
 pub struct Parts {

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use missive_protocol::{Chat, Message, MessageStatus, User};
 use uuid::Uuid;
 
+use crate::domain::event::{Event, ReceiptEvent, UnknownKind};
 use crate::domain::{ClientMessageId, MessageContent, PhoneNumber};
 
 /// Errors of the storage layer.
@@ -47,6 +48,14 @@ pub enum StoreError {
     /// Anything else (a bug or a corrupt database).
     #[error("storage error: {0}")]
     Internal(String),
+}
+
+/// A stored event of a kind this build does not know: the row cannot be
+/// served (it is never read as another kind).
+impl From<UnknownKind> for StoreError {
+    fn from(e: UnknownKind) -> StoreError {
+        StoreError::Internal(format!("event log: {e}"))
+    }
 }
 
 /// Result of the storage layer.
@@ -189,22 +198,6 @@ pub struct Sent {
     pub pushes: usize,
 }
 
-/// A participant's delivered/read watermark moved (the durable `receipt` event).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReceiptEvent {
-    /// The chat.
-    pub chat_id: Uuid,
-    /// The watermark message.
-    pub message_id: Uuid,
-    /// The status reached.
-    pub status: MessageStatus,
-    /// Phone number of the participant who acknowledged.
-    pub user: String,
-    /// RFC 3339 time.
-    pub at: String,
-}
-
 /// The outcome of a status update and who must hear about it.
 #[derive(Debug, Clone)]
 pub struct Receipt {
@@ -212,19 +205,6 @@ pub struct Receipt {
     pub event: ReceiptEvent,
     /// `(user, event cursor)` of the other participants (empty if nothing moved).
     pub targets: Vec<(Uuid, i64)>,
-}
-
-/// A durable event of a user's log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Event {
-    /// A new message in one of the user's chats.
-    Message {
-        /// The message (its status as of reading).
-        message: Message,
-    },
-    /// A watermark moved on the user's messages.
-    Receipt(ReceiptEvent),
 }
 
 /// Where a user's event log stands (see [`Store::event_log`]).

@@ -1241,3 +1241,64 @@ async fn postgres_tokens_issued_before_sessions_keep_working_and_are_listed() {
     an_old_token_is_a_live_session(&store, user, 1000).await;
     store.close().await;
 }
+
+/// Checks that the event log's row of `user` numbered 1, of kind `reaction`
+/// (a kind this build does not know), fails the read with an error naming
+/// the kind: it is never served as a receipt (or any other kind).
+async fn an_unknown_event_kind_fails_the_read(store: &DynStore, user: Uuid) {
+    let read = store.events_since(user, 0, 10).await;
+    match read {
+        Err(StoreError::Internal(detail)) => {
+            assert!(detail.contains("\"reaction\""), "names the kind: {detail}")
+        }
+        other => panic!("an unknown kind must fail the read, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_an_event_of_an_unknown_kind_fails_the_read_naming_it() {
+    let db = TestDb::sqlite();
+    let path = db.url().strip_prefix("sqlite://").expect("a file URL");
+    let store = open(&db).await;
+    let alice = user(&store, 1).await;
+    {
+        let conn = rusqlite::Connection::open(path).expect("opens");
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("a busy timeout");
+        conn.execute(
+            "INSERT INTO events (user_id, seq, kind, chat_id, message_id, status, actor, created_at)
+             VALUES (?1, 1, 'reaction', zeroblob(16), zeroblob(16), 'read', '+15550000002', 0)",
+            [&alice.id.as_bytes()[..]],
+        )
+        .expect("a row of an unknown kind");
+    }
+    an_unknown_event_kind_fails_the_read(&store, alice.id).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_an_event_of_an_unknown_kind_fails_the_read_naming_it() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = open(&db).await;
+    let alice = user(&store, 1).await;
+    {
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        let driver = tokio::spawn(connection);
+        client
+            .execute(
+                "INSERT INTO events (user_id, seq, kind, chat_id, message_id, status, actor, created_at)
+                 VALUES ($1, 1, 'reaction', $2, $2, 'read', '+15550000002', 0)",
+                &[&alice.id, &Uuid::nil()],
+            )
+            .await
+            .expect("a row of an unknown kind");
+        drop(client);
+        let _ = driver.await;
+    }
+    an_unknown_event_kind_fails_the_read(&store, alice.id).await;
+    store.close().await;
+}

@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 use super::{PgResult, is_unique_violation};
 use crate::domain::chat::{Member, direct_key, refresh_statuses, status_of};
+use crate::domain::event::{Event as LogEvent, EventKind, EventRow, ReceiptEvent};
 use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
-    ChatQuery, ChatView, CodeAttempt, Event as LogEvent, EventLog, LoginCode, MessageCursor,
-    MessageQuery, NewUser, Page, Receipt, ReceiptEvent, Redeemed, SessionRecord, StoreError,
-    StoreResult, TokenSession,
+    ChatQuery, ChatView, CodeAttempt, EventLog, LoginCode, MessageCursor, MessageQuery, NewUser,
+    Page, Receipt, Redeemed, SessionRecord, StoreError, StoreResult, TokenSession,
 };
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
@@ -754,7 +754,7 @@ impl EventRows {
         &mut self,
         user: Uuid,
         seq: i64,
-        kind: &'static str,
+        kind: EventKind,
         chat: Uuid,
         message: Uuid,
         status: Option<MessageStatus>,
@@ -763,7 +763,7 @@ impl EventRows {
     ) {
         self.users.push(user);
         self.seqs.push(seq);
-        self.kinds.push(kind);
+        self.kinds.push(kind.as_str());
         self.chats.push(chat);
         self.messages.push(message);
         self.statuses.push(status.map(MessageStatus::as_str));
@@ -883,7 +883,7 @@ pub async fn mark_status(
             events.push(
                 *other,
                 number,
-                "receipt",
+                EventKind::Receipt,
                 chat_id,
                 message_id,
                 Some(moved),
@@ -1038,7 +1038,7 @@ pub async fn events_since<C: GenericClient>(
     .await?;
     let mut wanted = Vec::new();
     for row in &rows {
-        if row.try_get::<_, &str>(1)? == "message" {
+        if row.try_get::<_, &str>(1)?.parse::<EventKind>()? == EventKind::Message {
             wanted.push(row.try_get::<_, Uuid>(3)?);
         }
     }
@@ -1046,29 +1046,20 @@ pub async fn events_since<C: GenericClient>(
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         let seq: i64 = row.try_get(0)?;
-        let kind: &str = row.try_get(1)?;
-        let message_id: Uuid = row.try_get(3)?;
-        let event = if kind == "message" {
-            LogEvent::Message {
-                message: messages
-                    .get(&message_id)
-                    .cloned()
-                    .ok_or(StoreError::MessageNotFound)?,
-            }
-        } else {
-            let status: Option<&str> = row.try_get(4)?;
-            LogEvent::Receipt(ReceiptEvent {
-                chat_id: row.try_get(2)?,
-                message_id,
-                status: if status == Some("read") {
-                    MessageStatus::Read
-                } else {
-                    MessageStatus::Delivered
-                },
-                user: row.try_get::<_, Option<String>>(5)?.unwrap_or_default(),
-                at: format_ms(row.try_get(6)?),
-            })
+        let decoded = EventRow {
+            kind: row.try_get(1)?,
+            chat_id: row.try_get(2)?,
+            message_id: row.try_get(3)?,
+            status: row.try_get(4)?,
+            actor: row.try_get(5)?,
+            at: row.try_get(6)?,
         };
+        let event = LogEvent::from_row(decoded, |id| {
+            messages
+                .get(&id)
+                .cloned()
+                .ok_or(StoreError::MessageNotFound)
+        })?;
         events.push((seq, event));
     }
     Ok(events)

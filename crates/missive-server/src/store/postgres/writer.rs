@@ -39,6 +39,7 @@ use uuid::Uuid;
 
 use super::sql::{self, EventRows, MESSAGE_COLUMNS, Numbering};
 use crate::domain::chat::{Member, direct_key, status_of};
+use crate::domain::event::EventKind;
 use crate::domain::{format_ms, now_ms};
 use crate::metrics::WriterMetrics;
 use crate::store::{Committing, NewMessage, SendTarget, Sent, StoreError, StoreResult};
@@ -390,7 +391,7 @@ async fn apply(
             events.push(
                 member.user_id,
                 number,
-                "message",
+                EventKind::Message,
                 chat,
                 message.id,
                 None,

@@ -22,10 +22,11 @@ use uuid::Uuid;
 
 use self::writer::WriterHandle;
 use super::{
-    ChatQuery, ChatView, CodeAttempt, Committing, Event, EventLog, LoginCode, MessageQuery,
-    NewMessage, NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, SessionRecord,
-    Store, StoreError, StoreResult, TokenSession,
+    ChatQuery, ChatView, CodeAttempt, Committing, EventLog, LoginCode, MessageQuery, NewMessage,
+    NewUser, Page, PendingPush, Receipt, Redeemed, SchemaStatus, Sent, SessionRecord, Store,
+    StoreError, StoreResult, TokenSession,
 };
+use crate::domain::event::Event;
 use crate::domain::{PhoneNumber, chat};
 
 /// Read connections of a file database.

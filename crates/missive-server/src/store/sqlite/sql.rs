@@ -7,12 +7,13 @@ use uuid::Uuid;
 
 use super::cache::Cache;
 use crate::domain::chat::{Member, direct_key, refresh_statuses, status_of};
+use crate::domain::event::{Event as LogEvent, EventKind, EventRow, ReceiptEvent};
 use crate::domain::login::{StoredCode, Verdict, judge};
 use crate::domain::{format_ms, now_ms};
 use crate::store::{
-    ChatQuery, ChatView, CodeAttempt, Event as LogEvent, EventLog, LoginCode, MessageCursor,
-    MessageQuery, NewMessage, NewUser, Page, PendingPush, PushFilter, Receipt, ReceiptEvent,
-    Redeemed, SendTarget, Sent, SessionRecord, StoreError, StoreResult, TokenSession,
+    ChatQuery, ChatView, CodeAttempt, EventLog, LoginCode, MessageCursor, MessageQuery, NewMessage,
+    NewUser, Page, PendingPush, PushFilter, Receipt, Redeemed, SendTarget, Sent, SessionRecord,
+    StoreError, StoreResult, TokenSession,
 };
 
 const USER_COLUMNS: &str = "u.id, u.phone_number, u.display_name, u.created_at";
@@ -493,7 +494,7 @@ pub fn list_messages(
 
 /// A durable event for a user's log.
 struct Event<'a> {
-    kind: &'static str,
+    kind: EventKind,
     chat_id: Uuid,
     message_id: Uuid,
     status: Option<MessageStatus>,
@@ -538,6 +539,7 @@ fn append_events(
         actor,
         at,
     } = *event;
+    let kind = kind.as_str();
     let status = status.map(MessageStatus::as_str);
     let mut numbered = Vec::with_capacity(users.len());
     for chunk in users.chunks(EVENT_ROWS_PER_INSERT) {
@@ -651,7 +653,7 @@ pub fn send_message(conn: &Connection, cache: &mut Cache, new: &NewMessage) -> S
         client_message_id
     ])?;
     let event = Event {
-        kind: "message",
+        kind: EventKind::Message,
         chat_id,
         message_id: id,
         status: None,
@@ -875,22 +877,15 @@ pub fn events_since(
         .collect::<Result<Vec<Row>, _>>()?;
     let mut events = Vec::with_capacity(rows.len());
     for (seq, kind, chat_id, message_id, status, actor, at) in rows {
-        let event = match kind.as_str() {
-            "message" => LogEvent::Message {
-                message: message_by_id(conn, message_id)?,
-            },
-            _ => LogEvent::Receipt(ReceiptEvent {
-                chat_id,
-                message_id,
-                status: if status.as_deref() == Some("read") {
-                    MessageStatus::Read
-                } else {
-                    MessageStatus::Delivered
-                },
-                user: actor.unwrap_or_default(),
-                at: format_ms(at),
-            }),
+        let row = EventRow {
+            kind: &kind,
+            chat_id,
+            message_id,
+            status: status.as_deref(),
+            actor: actor.as_deref(),
+            at,
         };
+        let event = LogEvent::from_row(row, |id| message_by_id(conn, id))?;
         events.push((seq, event));
     }
     Ok(events)
@@ -945,7 +940,7 @@ pub fn mark_status(
         )?
         .execute(params![chat_id.to_string(), user.to_string(), delivered, read])?;
         let event = Event {
-            kind: "receipt",
+            kind: EventKind::Receipt,
             chat_id,
             message_id,
             status: Some(moved),
