@@ -9,9 +9,9 @@ use missive_protocol::{
 };
 
 use super::auth::{Caller, IdentityParams};
+use super::bodies::Empty;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_id};
-use super::openapi::Empty;
 use super::pagination::{ListParams, PageParams, link_headers, next_url};
 use crate::service::messages::SendRequest;
 use crate::state::AppState;

@@ -4,6 +4,7 @@
 
 pub mod asyncapi;
 pub mod auth;
+pub mod bodies;
 pub mod chats;
 pub mod error;
 pub mod extract;

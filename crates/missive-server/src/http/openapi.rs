@@ -12,7 +12,6 @@ use missive_protocol::{
     RegisterRequest, Registered, SendMessageRequest, ServerFrame, Session, SessionInfo,
     StatusRequest, StatusResponse, TypingRequest, User, VerifyRequest,
 };
-use serde::Serialize;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -20,6 +19,8 @@ use utoipa::openapi::{
     ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi as Document, PathItem, Ref, RefOr,
 };
 use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::bodies::{CodeSent, Empty, Health};
 
 /// The document's introduction (`info.description`).
 const DESCRIPTION: &str = "A real-time messaging backend: REST + WebSocket.
@@ -103,53 +104,6 @@ All bodies are JSON (`Content-Type: application/json`), field names camelCase, t
     modifiers(&Finish)
 )]
 pub struct ApiDoc;
-
-/// Body of `GET /healthz` and `GET /readyz`; informational only — the status
-/// code is the answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok` (`/healthz`) or `ready` (`/readyz`).
-    pub status: String,
-    /// `/readyz` only: `ok` (the database answered).
-    #[schema(required = false)]
-    pub store: Option<String>,
-    /// `/readyz` only: the fan-out across nodes — `local` without Redis,
-    /// `ok`, or `down` (Redis unreachable; the node still serves).
-    #[schema(required = false)]
-    pub bus: Option<BusHealth>,
-}
-
-/// State of the fan-out across nodes, as `/readyz` reports it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum BusHealth {
-    /// One node, no Redis.
-    Local,
-    /// Redis connected.
-    Ok,
-    /// Redis unreachable; the node still serves.
-    Down,
-}
-
-/// An empty JSON object, `{}`.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(max_properties = 0)]
-pub struct Empty {}
-
-/// Answer to `POST /sessions`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CodeSent {
-    /// Always `code_sent`.
-    pub status: CodeSentStatus,
-}
-
-/// The one value of [`CodeSent::status`].
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CodeSentStatus {
-    /// A code was issued.
-    CodeSent,
-}
 
 /// What the annotations cannot say: the document's info, the bearer scheme,
 /// the two alias routes, and the 500/503 every API operation may answer.

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use missive_protocol::ErrorBody;
 
+use super::bodies::Health;
 use super::error::{ApiError, InternalCause};
 use super::extract::ApiPath;
-use super::openapi::Health;
 use crate::service::ErrorCode;
 use crate::state::AppState;
 

@@ -9,9 +9,9 @@ use missive_protocol::{ErrorBody, LoginRequest, Session, SessionInfo, VerifyRequ
 use serde_json::{Value, json};
 
 use super::auth::Caller;
+use super::bodies::CodeSent;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, parse_id};
-use super::openapi::CodeSent;
 use crate::state::AppState;
 
 /// Routes of this module.
