@@ -475,13 +475,7 @@ mod tests {
             let _second = crash_copy_and_write(&path, &flipped, !first, 300);
             let back = dir.path().join("c.db");
             let third = crash_copy_and_write(&flipped, &back, first, 5);
-            let ids: Vec<i64> = third
-                .prepare("SELECT id FROM t ORDER BY id")
-                .expect("prepare")
-                .query_map([], |r| r.get(0))
-                .expect("query")
-                .collect::<Result<_, _>>()
-                .expect("rows");
+            let ids = ids(&third);
             assert_eq!(ids, (0..605).collect::<Vec<_>>(), "first {first}");
             let check: String = third
                 .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -542,13 +536,17 @@ mod tests {
         }
         insert_batch(&writer, 500, 5);
         let reader = Connection::open(&path).expect("reader");
-        let ids: Vec<i64> = reader
-            .prepare("SELECT id FROM t ORDER BY id")
+        let ids = ids(&reader);
+        assert_eq!(ids, (0..10).chain(500..505).collect::<Vec<_>>());
+    }
+
+    /// The ids of table `t`, in order.
+    fn ids(conn: &Connection) -> Vec<i64> {
+        conn.prepare("SELECT id FROM t ORDER BY id")
             .expect("prepare")
             .query_map([], |r| r.get(0))
             .expect("query")
             .collect::<Result<_, _>>()
-            .expect("rows");
-        assert_eq!(ids, (0..10).chain(500..505).collect::<Vec<_>>());
+            .expect("rows")
     }
 }
