@@ -381,7 +381,6 @@ impl Writer {
     /// next delivery checks again).
     async fn ensure_token(&mut self) -> anyhow::Result<()> {
         if let Some(token) = self.token.clone()
-            && !token.trusted()
             && !still_valid(&self.service, &token).await
         {
             self.close(POLICY_VIOLATION, "token revoked").await;

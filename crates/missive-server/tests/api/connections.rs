@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, content_length, spawn_app_with};
 
 const HEADER_TIMEOUT: Duration = Duration::from_millis(1000);
 const IDLE_TIMEOUT: Duration = Duration::from_millis(2500);
@@ -52,14 +52,7 @@ async fn raw_get_healthz(stream: &mut TcpStream) -> String {
         received.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&received);
         if let Some(head_end) = text.find("\r\n\r\n") {
-            let length: usize = text[..head_end]
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
+            let length = content_length(&text[..head_end]);
             if received.len() >= head_end + 4 + length {
                 return text.into_owned();
             }

@@ -10,7 +10,7 @@ use missive_server::AuthMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{ALICE, BOB, TestApp, spawn_app_with};
+use crate::helpers::{ALICE, BOB, TestApp, content_length, spawn_app_with};
 
 /// A raw answer: status and body.
 #[derive(Debug)]
@@ -57,14 +57,7 @@ pub async fn exchange(stream: &mut TcpStream, request: &str) -> Answer {
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .expect("a status line");
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
+            let length = content_length(&head);
             if status == 101 || received.len() >= end + 4 + length {
                 let body = text[end + 4..].to_owned();
                 return Answer { status, head, body };
